@@ -1,0 +1,153 @@
+"""What every HTTP room shares: who is asking, how problems are rendered, common headers.
+
+Problems raised anywhere below a request become one answer: an OpenRosa XML envelope on
+device endpoints (Collect shows its message to the trainer), JSON `{code, message}` elsewhere.
+A 500 is always a bug; it is logged with its traceback and answered without one.
+"""
+import base64
+import binascii
+import functools
+
+from flask import current_app, g, request
+from sqlalchemy.exc import DBAPIError, OperationalError
+from werkzeug.exceptions import HTTPException
+from werkzeug.http import http_date
+
+from . import problems
+from .auth import Actor
+from .auth import accounts, tokens
+from .extensions import db
+from .formats import openrosa as openrosa_xml
+from .models import utcnow
+
+OPENROSA_VERSION = "1.0"
+
+
+def current_actor() -> Actor | None:
+    """The authenticated actor of this request, or None; raises 401/403 for bad credentials."""
+    if "actor" not in g:
+        g.actor = _authenticate()
+    return g.actor
+
+
+def _authenticate() -> Actor | None:
+    token = (request.view_args or {}).get("token") or request.args.get("st")
+    if token is not None:
+        if not tokens.is_well_formed(token):
+            raise problems.auth_failed()
+        app_user = accounts.app_user_for_token(token)
+        if app_user is None or app_user.revoked_at is not None:
+            # 403, not 401: a 401 would make Collect prompt the trainer for a password.
+            raise problems.forbidden()
+        return accounts.actor_for_app_user(app_user)
+    header = request.headers.get("Authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    if not header:
+        return None
+    if scheme.lower() == "bearer":
+        session = accounts.session_for_token(credentials.strip())
+        if session is None:
+            raise problems.auth_failed()
+        return accounts.actor_for_user(session.user, session)
+    if scheme.lower() == "basic":
+        if not (request.is_secure or request.headers.get("X-Forwarded-Proto") == "https"):
+            raise problems.https_only()
+        try:
+            email, _, password = base64.b64decode(credentials).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise problems.auth_failed() from None
+        return accounts.actor_for_user(accounts.user_for_password(email, password))
+    raise problems.auth_failed()
+
+
+def openrosa_endpoint(view):
+    """Mark a view as an OpenRosa endpoint: header required (checked before auth), OpenRosa
+    headers and XML error envelopes on the way out."""
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        g.openrosa = True
+        sent = request.headers.get("X-OpenRosa-Version")
+        if sent != OPENROSA_VERSION:
+            problem = problems.invalid_openrosa_header()
+            if sent is not None:
+                problem.message += f" (got: {sent})"
+            raise problem
+        return view(*args, **kwargs)
+    return wrapper
+
+
+def device_route(request_path: str) -> bool:
+    return "/key/" in request_path or getattr(g, "openrosa", False)
+
+
+def render_problem(problem: problems.Problem):
+    if device_route(request.path):
+        body = openrosa_xml.response(problem.message, error=True)
+        response = current_app.response_class(body, status=problem.status,
+                                              content_type="text/xml; charset=utf-8")
+        g.openrosa = True
+    else:
+        response = current_app.json.response(problem.to_json())
+        response.status_code = problem.status
+    return response
+
+
+HTTP_PROBLEMS = {400: lambda e: problems.bad_request(reason=e.description or "malformed request"),
+                 404: lambda e: problems.not_found(), 405: lambda e: problems.method_not_allowed(),
+                 413: lambda e: problems.too_large(limit=current_app.config["MAX_CONTENT_LENGTH"])}
+
+
+def register(app):
+    @app.errorhandler(problems.Problem)
+    def _problem(problem):
+        return render_problem(problem)
+
+    @app.errorhandler(HTTPException)
+    def _http(exc):
+        make = HTTP_PROBLEMS.get(exc.code)
+        if make is None:
+            return exc
+        return render_problem(make(exc))
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(DBAPIError)
+    def _database(exc):
+        app.logger.warning("database unavailable: %s", exc)
+        _rollback()
+        return render_problem(problems.unavailable())
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc):
+        app.logger.exception("unhandled error on %s %s", request.method, request.path)
+        _rollback()
+        return render_problem(problems.internal())
+
+    @app.after_request
+    def _headers(response):
+        response.headers.setdefault("Date", http_date(utcnow()))
+        if request.method in ("GET", "HEAD"):
+            response.headers.setdefault("Cache-Control", "private, no-cache")
+            response.headers.setdefault("Vary", "Accept-Encoding, Origin")
+        else:
+            response.headers.setdefault("Cache-Control", "no-store")
+            response.headers.setdefault("Vary", "*")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        if getattr(g, "openrosa", False):
+            response.headers["X-OpenRosa-Version"] = OPENROSA_VERSION
+            response.headers["X-OpenRosa-Accept-Content-Length"] = str(
+                current_app.config["FIELDSYNC"]["MAX_SUBMISSION_BYTES"])
+            response.headers["Content-Language"] = "en"
+        return response
+
+
+def _rollback():
+    try:
+        db.session.rollback()
+    except Exception:  # the connection itself may be gone; the pool will replace it
+        pass
+
+
+def public_base_url() -> str:
+    """Where devices reach us: FIELDSYNC_BASE_URL, else this request's own scheme and host."""
+    configured = current_app.config["FIELDSYNC"]["BASE_URL"]
+    return configured or request.host_url.rstrip("/")

@@ -1,0 +1,11 @@
+"""SQLAlchemy tables, one module per aggregate. Models hold columns, not behaviour; the
+queries that read and write them live with the room that owns the entity."""
+from .audit import Audit
+from .base import iso, utcnow
+from .blobs import Blob
+from .forms import FORM_STATES, Form, FormMedia, FormVersion
+from .programme import Grantee, Project, Rayon, Region
+from .users import ROLES, AppUser, Session, WebUser
+
+__all__ = ["Audit", "Blob", "Form", "FormMedia", "FormVersion", "FORM_STATES", "Grantee", "Project",
+           "Rayon", "Region", "ROLES", "AppUser", "Session", "WebUser", "iso", "utcnow"]

@@ -1,0 +1,107 @@
+"""formList, form XML, manifest and media files for devices."""
+from urllib.parse import quote
+
+from flask import Response, current_app, request
+
+from .. import problems, storage
+from ..auth import can, require
+from ..formats import openrosa as openrosa_xml
+from ..httpkit import current_actor, openrosa_endpoint, public_base_url
+from ..models import Form
+from ..programme import project as find_project
+from ..xlsform import queries
+from . import route
+
+XML = "text/xml; charset=utf-8"
+LISTED_STATES = ("open",)  # "closing" and "closed" forms are no longer offered to devices
+
+
+def _base_path() -> str:
+    """The request path without its last segment: `/v1/key/T/projects/1` for `/…/formList`."""
+    return public_base_url() + request.path.rsplit("/", 1)[0]
+
+
+def _actor_for_project(project_id: int):
+    actor = current_actor()
+    if actor is None:
+        raise problems.auth_failed()
+    if find_project(project_id) is None:
+        raise problems.not_found()
+    return actor
+
+
+def _readable_form(project_id: int, xml_form_id: str) -> Form:
+    actor = _actor_for_project(project_id)
+    form = queries.form_by_xml_id(project_id, xml_form_id)
+    if form is None or form.current_version is None:
+        raise problems.not_found()
+    require(actor, "form.read", project_id=project_id)
+    # Devices may fetch open and closing forms only; closed ones are for staff.
+    if form.state == "closed" and actor.kind == "app_user":
+        raise problems.forbidden()
+    return form
+
+
+def _file_response(data: bytes, md5: str, content_type: str, filename: str | None = None) -> Response:
+    response = current_app.response_class(data, content_type=content_type)
+    response.set_etag(md5)
+    if filename is not None:
+        ascii_name = filename.encode("ascii", "replace").decode("ascii").replace('"', "_").replace("?", "_")
+        response.headers["Content-Disposition"] = (
+            f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}")
+    return response.make_conditional(request)
+
+
+@route("/projects/<int:project_id>/formList", methods=["GET"])
+@openrosa_endpoint
+def form_list(project_id: int, token: str | None = None):
+    actor = _actor_for_project(project_id)
+    entries = []
+    if can(actor, "form.list", project_id=project_id):
+        only = request.args.get("formID")
+        for form in queries.published_forms(project_id, states=LISTED_STATES):
+            if only is not None and form.xml_form_id != only:
+                continue
+            version = form.current_version
+            form_url = f"{_base_path()}/forms/{quote(form.xml_form_id, safe='')}"
+            entries.append(openrosa_xml.FormListEntry(
+                form_id=form.xml_form_id, name=version.title, version=version.version,
+                md5=version.md5, download_url=f"{form_url}.xml",
+                manifest_url=f"{form_url}/manifest" if version.media else None))
+    return Response(openrosa_xml.form_list(entries), content_type=XML)
+
+
+@route("/projects/<int:project_id>/forms/<xml_form_id>.xml", methods=["GET"])
+def form_xml(project_id: int, xml_form_id: str, token: str | None = None):
+    version = _readable_form(project_id, xml_form_id).current_version
+    return _file_response(version.xml, version.md5, XML)
+
+
+@route("/projects/<int:project_id>/forms/<xml_form_id>/versions/<version>.xml", methods=["GET"])
+def form_version_xml(project_id: int, xml_form_id: str, version: str, token: str | None = None):
+    found = queries.version_of(_readable_form(project_id, xml_form_id), version)
+    if found is None:
+        raise problems.not_found()
+    return _file_response(found.xml, found.md5, XML)
+
+
+@route("/projects/<int:project_id>/forms/<xml_form_id>/manifest", methods=["GET"])
+@openrosa_endpoint
+def manifest(project_id: int, xml_form_id: str, token: str | None = None):
+    version = _readable_form(project_id, xml_form_id).current_version
+    base = f"{_base_path()}/attachments"
+    files = [openrosa_xml.ManifestFile(filename=m.name, md5=m.blob.md5,
+                                       download_url=f"{base}/{quote(m.name, safe='')}")
+             # Slots without content are left out: Collect rejects a mediaFile without a hash.
+             for m in version.media if m.blob is not None]
+    return Response(openrosa_xml.manifest(files), content_type=XML)
+
+
+@route("/projects/<int:project_id>/forms/<xml_form_id>/attachments/<name>", methods=["GET"])
+def media_file(project_id: int, xml_form_id: str, name: str, token: str | None = None):
+    version = _readable_form(project_id, xml_form_id).current_version
+    media = queries.media_of(version, name)
+    if media is None or media.blob is None:
+        raise problems.not_found()
+    return _file_response(storage.read_bytes(media.blob), media.blob.md5,
+                          media.blob.content_type, filename=media.name)

@@ -1,0 +1,107 @@
+"""The blob store: file contents kept on disk, content-addressed by SHA-256.
+
+Owns the bytes of form media, uploaded workbooks and submission attachments, and the `blobs`
+rows that describe them. A file becomes visible under its final name only after its bytes are
+fsynced, through an atomic rename, so a crash never leaves a half-written file under a real
+name; a leftover temporary file is harmless and `sweep_temporary` removes it. Blobs are never
+rewritten: the same content always lands at the same path.
+"""
+import hashlib
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import BinaryIO
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from ..extensions import db
+from ..models import Blob, utcnow
+
+CHUNK = 1024 * 1024
+
+
+def root() -> Path:
+    return Path(current_app.instance_path) / "blobs"
+
+
+def path_of(sha256: str) -> Path:
+    return root() / sha256[:2] / sha256[2:4] / sha256
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def put(source: bytes | BinaryIO, content_type: str = "application/octet-stream",
+        max_bytes: int | None = None) -> Blob:
+    """Store content durably and return its (possibly existing) `Blob` row, added to the session.
+
+    `max_bytes` bounds a streamed source; past it, `OverflowError` is raised and nothing is kept.
+    """
+    tmp_dir = root() / "tmp"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    sha, md5, size = hashlib.sha256(), hashlib.md5(), 0
+    fd, tmp_name = tempfile.mkstemp(dir=tmp_dir)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            chunks = [source] if isinstance(source, bytes) else iter(lambda: source.read(CHUNK), b"")
+            for chunk in chunks:
+                size += len(chunk)
+                if max_bytes is not None and size > max_bytes:
+                    raise OverflowError(max_bytes)
+                sha.update(chunk)
+                md5.update(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        digest = sha.hexdigest()
+        final = path_of(digest)
+        if final.exists():
+            os.unlink(tmp_name)
+        else:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp_name, final)
+            _fsync_dir(final.parent)
+    except BaseException:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+        raise
+    # Two uploads of the same file may race (PostgreSQL, several workers): insert-or-ignore.
+    dialect = db.session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    db.session.execute(insert(Blob).values(
+        sha256=digest, md5=md5.hexdigest(), size=size, content_type=content_type,
+        created_at=utcnow()).on_conflict_do_nothing(index_elements=["sha256"]))
+    return db.session.scalar(select(Blob).where(Blob.sha256 == digest))
+
+
+def read_bytes(blob: Blob) -> bytes:
+    return path_of(blob.sha256).read_bytes()
+
+
+def exists(blob: Blob) -> bool:
+    return path_of(blob.sha256).is_file()
+
+
+def sweep_temporary(older_than_seconds: float = 3600) -> int:
+    """Remove temporary files left by interrupted writes; returns how many.
+
+    Only old ones: another worker may be writing a fresh one right now.
+    """
+    tmp_dir = root() / "tmp"
+    removed = 0
+    if tmp_dir.is_dir():
+        cutoff = time.time() - older_than_seconds
+        for leftover in tmp_dir.iterdir():
+            if leftover.stat().st_mtime < cutoff:
+                leftover.unlink(missing_ok=True)
+                removed += 1
+    return removed

@@ -1,0 +1,20 @@
+"""gunicorn settings for running FieldSync in production: `gunicorn -c gunicorn.conf.py app:app`.
+
+Override any of these on the command line (`--workers 4`, `--bind 0.0.0.0:8000`).
+"""
+import multiprocessing
+import os
+
+bind = os.environ.get("FIELDSYNC_BIND", "0.0.0.0:5000")
+# Threads per worker: ingest waits on fsync and the database, not the CPU.
+workers = int(os.environ.get("FIELDSYNC_WORKERS", min(4, multiprocessing.cpu_count() + 1)))
+threads = int(os.environ.get("FIELDSYNC_THREADS", 4))
+worker_class = "gthread"
+# Uploads over slow village links take long; never cut a device off mid-POST too early.
+timeout = 120
+graceful_timeout = 30
+keepalive = 5
+accesslog = "-"
+errorlog = "-"
+# Each worker opens its own database connections after fork.
+preload_app = False
