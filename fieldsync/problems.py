@@ -60,15 +60,27 @@ forbidden = _problem("403.1", "The authenticated actor does not have rights to p
 
 # 404: not there
 not_found = _problem("404.1", "Could not find the resource you were looking for.")
+edit_target_missing = _problem(
+    "404.5", "You tried to update an existing submission, but we can't find that submission "
+             "to update ({instance_id}).")
 no_such_version = _problem(
     "404.6", "The form version specified in this submission '{version}' does not exist.")
 
 # 405/409/413
 method_not_allowed = _problem("405.1", "This method is not allowed on this resource.")
+different_xml = _problem(
+    "409.1", "A submission already exists with this ID, but with different XML. Resubmissions "
+             "to attach additional multimedia must resubmit an identical xml_submission_file.")
 form_closed = _problem(
     "409.2", "This form is not currently accepting submissions. Please talk to your "
              "program staff if this is unexpected.")
 already_exists = _problem("409.3", "A resource already exists with {fields} value(s) of {values}.")
+edit_out_of_date = _problem(
+    "409.9", "You tried to update a submission, but the copy you were editing ({instance_id}) is "
+             "now out of date. Please get the new version that has been submitted, and make "
+             "your edits again.")
+submission_deleted = _problem(
+    "409.18", "This submission has been deleted. You may not resubmit it.")
 version_conflict = _problem(
     "409.101", "Form {form_id} version '{version}' is already published with different content. "
                "Give the changed form a new version in its settings sheet and publish again.")

@@ -5,7 +5,9 @@ from .base import iso, utcnow
 from .blobs import Blob
 from .forms import FORM_STATES, Form, FormMedia, FormVersion
 from .programme import Grantee, Project, Rayon, Region
+from .submissions import REVIEW_STATES, Comment, Submission, SubmissionAttachment, SubmissionDef
 from .users import ROLES, AppUser, Session, WebUser
 
 __all__ = ["Audit", "Blob", "Form", "FormMedia", "FormVersion", "FORM_STATES", "Grantee", "Project",
-           "Rayon", "Region", "ROLES", "AppUser", "Session", "WebUser", "iso", "utcnow"]
+           "Rayon", "Region", "ROLES", "REVIEW_STATES", "Comment", "Submission",
+           "SubmissionAttachment", "SubmissionDef", "AppUser", "Session", "WebUser", "iso", "utcnow"]

@@ -8,7 +8,12 @@ domain rooms, renders with `formats.openrosa`. Never touches the database direct
 """
 from flask import Blueprint
 
+from .. import problems
+from ..httpkit import current_actor
+from ..programme import project as find_project
+
 bp = Blueprint("openrosa", __name__)
+XML = "text/xml; charset=utf-8"
 
 PREFIXES = ("/v1/key/<token>", "/v1")
 
@@ -23,4 +28,14 @@ def route(rule: str, **options):
     return decorator
 
 
-from . import forms  # noqa: E402,F401  (registers the routes)
+def actor_for_project(project_id: int):
+    """The authenticated actor, for a project that exists (401, 403 or 404 otherwise)."""
+    actor = current_actor()
+    if actor is None:
+        raise problems.auth_failed()
+    if find_project(project_id) is None:
+        raise problems.not_found()
+    return actor
+
+
+from . import forms, submissions  # noqa: E402,F401  (registers the routes)

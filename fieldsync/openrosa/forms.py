@@ -6,13 +6,11 @@ from flask import Response, current_app, request
 from .. import problems, storage
 from ..auth import can, require
 from ..formats import openrosa as openrosa_xml
-from ..httpkit import current_actor, openrosa_endpoint, public_base_url
+from ..httpkit import openrosa_endpoint, public_base_url
 from ..models import Form
-from ..programme import project as find_project
 from ..xlsform import queries
-from . import route
+from . import XML, actor_for_project, route
 
-XML = "text/xml; charset=utf-8"
 LISTED_STATES = ("open",)  # "closing" and "closed" forms are no longer offered to devices
 
 
@@ -21,17 +19,8 @@ def _base_path() -> str:
     return public_base_url() + request.path.rsplit("/", 1)[0]
 
 
-def _actor_for_project(project_id: int):
-    actor = current_actor()
-    if actor is None:
-        raise problems.auth_failed()
-    if find_project(project_id) is None:
-        raise problems.not_found()
-    return actor
-
-
 def _readable_form(project_id: int, xml_form_id: str) -> Form:
-    actor = _actor_for_project(project_id)
+    actor = actor_for_project(project_id)
     form = queries.form_by_xml_id(project_id, xml_form_id)
     if form is None or form.current_version is None:
         raise problems.not_found()
@@ -55,7 +44,7 @@ def _file_response(data: bytes, md5: str, content_type: str, filename: str | Non
 @route("/projects/<int:project_id>/formList", methods=["GET"])
 @openrosa_endpoint
 def form_list(project_id: int, token: str | None = None):
-    actor = _actor_for_project(project_id)
+    actor = actor_for_project(project_id)
     entries = []
     if can(actor, "form.list", project_id=project_id):
         only = request.args.get("formID")

@@ -10,6 +10,7 @@ import hashlib
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -40,12 +41,16 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def put(source: bytes | BinaryIO, content_type: str = "application/octet-stream",
-        max_bytes: int | None = None) -> Blob:
-    """Store content durably and return its (possibly existing) `Blob` row, added to the session.
+@dataclass(frozen=True)
+class StoredFile:
+    sha256: str
+    md5: str
+    size: int
 
-    `max_bytes` bounds a streamed source; past it, `OverflowError` is raised and nothing is kept.
-    """
+
+def write_file(source: bytes | BinaryIO, max_bytes: int | None = None) -> StoredFile:
+    """Write content durably under its hash (no database). `max_bytes` bounds a streamed
+    source; past it, `OverflowError` is raised and nothing is kept."""
     tmp_dir = root() / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
     sha, md5, size = hashlib.sha256(), hashlib.md5(), 0
@@ -74,13 +79,24 @@ def put(source: bytes | BinaryIO, content_type: str = "application/octet-stream"
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
         raise
+    return StoredFile(digest, md5.hexdigest(), size)
+
+
+def register(stored: StoredFile, content_type: str = "application/octet-stream") -> Blob:
+    """The `blobs` row for a written file, inserted if new (call inside a write transaction)."""
     # Two uploads of the same file may race (PostgreSQL, several workers): insert-or-ignore.
     dialect = db.session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     db.session.execute(insert(Blob).values(
-        sha256=digest, md5=md5.hexdigest(), size=size, content_type=content_type,
+        sha256=stored.sha256, md5=stored.md5, size=stored.size, content_type=content_type,
         created_at=utcnow()).on_conflict_do_nothing(index_elements=["sha256"]))
-    return db.session.scalar(select(Blob).where(Blob.sha256 == digest))
+    return db.session.scalar(select(Blob).where(Blob.sha256 == stored.sha256))
+
+
+def put(source: bytes | BinaryIO, content_type: str = "application/octet-stream",
+        max_bytes: int | None = None) -> Blob:
+    """Write and register in one step (inside a write transaction)."""
+    return register(write_file(source, max_bytes), content_type)
 
 
 def read_bytes(blob: Blob) -> bytes:

@@ -1,0 +1,252 @@
+"""The one path into the database for submissions, whichever door they come through.
+
+OpenRosa (Collect), the REST API and `demo load` all call `receive`. It parses the XML safely,
+finds the form and version, checks the actor, stores attachment bytes durably, then in one
+write transaction creates the submission, recognises a resend (same instanceID, same bytes:
+success, files merged), refuses a conflicting one, or applies an edit (`meta/deprecatedID`).
+The caller may acknowledge with 201 only after `receive` returns: by then every byte is
+committed and fsynced.
+
+Owns the `submissions`, `submission_defs` and `submission_attachments` tables for writing.
+May use models, storage, problems, audit, xlsform queries and formats; never HTTP.
+"""
+import hashlib
+import mimetypes
+import uuid
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from sqlalchemy.exc import IntegrityError
+
+from .. import problems, storage
+from ..audit import record
+from ..auth import Actor, require
+from ..extensions import db, write_transaction
+from ..formats.submission import attachment_names, field_text, read_envelope
+from ..models import (AppUser, Comment, Grantee, Submission, SubmissionAttachment, SubmissionDef,
+                      utcnow)
+from ..xlsform import queries as form_queries
+from ..xlsform.publish import safe_media_name
+from . import queries
+
+GRANTEE_FIELD = "grantee"
+
+
+@dataclass
+class Upload:
+    """What one request carried: the XML bytes and any attachment parts, by part name."""
+    xml: bytes
+    files: dict[str, BinaryIO | bytes] = field(default_factory=dict)
+    device_id: str | None = None
+    user_agent: str | None = None
+
+
+@dataclass
+class Received:
+    submission: Submission
+    submission_def: SubmissionDef
+    outcome: str  # "created" | "resent" | "edited"
+    attachments_added: list[str]
+
+
+def receive(project_id: int, actor: Actor, upload: Upload, max_bytes: int,
+            expected_form_id: str | None = None) -> Received:
+    envelope = read_envelope(upload.xml, max_bytes=max_bytes)
+    if expected_form_id is not None and envelope.form_id != expected_form_id:
+        raise problems.unexpected_value(field="form ID", value=envelope.form_id,
+                                        reason=f"this URL takes submissions to {expected_form_id}")
+    form = form_queries.form_by_xml_id(project_id, envelope.form_id)
+    if form is None or form.current_version is None:
+        raise problems.not_found()
+    form_version = form_queries.version_of(form, envelope.version)
+    if form_version is None:
+        raise problems.no_such_version(version=envelope.version)
+    if form.state == "closed":
+        raise problems.form_closed()
+    require(actor, "submission.create", project_id=project_id)
+
+    names = attachment_names(envelope.root, form_version.schema)
+    for name, _audit in names:
+        safe_media_name(name)
+    # Bytes first, outside the database lock: fsynced files, then one short transaction.
+    files = {}
+    for name, _audit in names:
+        part = upload.files.get(name)
+        if part is not None:
+            try:
+                files[name] = (storage.write_file(part, max_bytes=max_bytes), _content_type(part, name))
+            except OverflowError:
+                raise problems.too_large(limit=max_bytes) from None
+
+    instance_id = envelope.instance_id
+    assigned = instance_id is None
+    if assigned:
+        instance_id = f"uuid:{uuid.uuid4()}"
+    xml_sha256 = hashlib.sha256(upload.xml).hexdigest()
+    grantee_code = field_text(envelope.root, GRANTEE_FIELD)
+
+    for attempt in range(3):
+        try:
+            with write_transaction():
+                blobs = {name: storage.register(stored, content_type).id
+                         for name, (stored, content_type) in files.items()}
+                _seen(actor)
+                return _store(form, form_version, actor, upload, envelope, instance_id, assigned,
+                              xml_sha256, names, blobs, grantee_code)
+        except IntegrityError:
+            # Another request stored the same instanceID between our read and our insert
+            # (PostgreSQL; SQLite's write lock prevents it). Go round again: it is now a resend.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _store(form, form_version, actor, upload, envelope, instance_id, assigned, xml_sha256,
+           names, blobs, grantee_code) -> Received:
+    existing = queries.def_by_instance_id(form.id, instance_id)
+    if envelope.deprecated_id is None:
+        if existing is None:
+            return _create(form, form_version, actor, upload, envelope, instance_id, assigned,
+                           xml_sha256, names, blobs, grantee_code)
+        return _resend(existing, xml_sha256, blobs, actor, instance_id)
+    replaced = queries.def_by_instance_id(form.id, envelope.deprecated_id)
+    if replaced is None:
+        raise problems.edit_target_missing(instance_id=envelope.deprecated_id)
+    if existing is not None:
+        if existing.submission.current_def_id == existing.id and existing.deprecated_id == envelope.deprecated_id:
+            return _resend(existing, xml_sha256, blobs, actor, instance_id)  # split upload of an edit
+        raise problems.already_exists(fields="instanceID", values=instance_id)
+    submission = replaced.submission
+    if submission.deleted_at is not None:
+        raise problems.submission_deleted()
+    if submission.current_def_id != replaced.id:
+        raise problems.edit_out_of_date(instance_id=envelope.deprecated_id)
+    return _edit(submission, replaced, form_version, actor, upload, envelope, instance_id,
+                 xml_sha256, names, blobs)
+
+
+def _new_def(submission, form, form_version, actor, upload, envelope, instance_id, xml_sha256):
+    submission_def = SubmissionDef(
+        submission_id=submission.id, form_id=form.id, form_version_id=form_version.id,
+        instance_id=instance_id, deprecated_id=envelope.deprecated_id,
+        instance_name=envelope.instance_name, xml=upload.xml, xml_sha256=xml_sha256,
+        app_user_id=actor.app_user_id, user_id=actor.user_id,
+        device_id=_cut(upload.device_id), user_agent=_cut(upload.user_agent))
+    db.session.add(submission_def)
+    db.session.flush()
+    return submission_def
+
+
+def _create(form, form_version, actor, upload, envelope, instance_id, assigned, xml_sha256,
+            names, blobs, grantee_code) -> Received:
+    grantee, issues = _attribute_grantee(form.project_id, actor, grantee_code)
+    if assigned:
+        issues.append("The device sent no meta/instanceID; FieldSync assigned "
+                      f"{instance_id}. A resend of this record cannot be recognised.")
+    submission = Submission(
+        form_id=form.id, instance_id=instance_id, grantee_id=grantee.id if grantee else None,
+        app_user_id=actor.app_user_id, user_id=actor.user_id, device_id=_cut(upload.device_id),
+        user_agent=_cut(upload.user_agent), instance_id_assigned=assigned,
+        review_state="hasIssues" if issues else "received")
+    db.session.add(submission)
+    db.session.flush()
+    submission_def = _new_def(submission, form, form_version, actor, upload, envelope,
+                              instance_id, xml_sha256)
+    submission.current_def_id = submission_def.id
+    added = []
+    for name, is_audit in names:
+        blob_id = blobs.get(name)
+        db.session.add(SubmissionAttachment(submission_def_id=submission_def.id, name=name,
+                                            blob_id=blob_id, is_client_audit=is_audit,
+                                            updated_at=utcnow() if blob_id else None))
+        if blob_id:
+            added.append(name)
+    for issue in issues:
+        db.session.add(Comment(submission_id=submission.id, system=True, body=issue))
+    record("submission.create", actor, subject=submission,
+           details={"instanceId": instance_id, "formVersion": form_version.version,
+                    "attachments": added, "issues": issues})
+    return Received(submission, submission_def, "created", added)
+
+
+def _resend(existing: SubmissionDef, xml_sha256: str, blobs: dict, actor, instance_id) -> Received:
+    submission = existing.submission
+    if submission.deleted_at is not None:
+        raise problems.submission_deleted()
+    if submission.current_def_id != existing.id:
+        raise problems.edit_out_of_date(instance_id=instance_id)
+    if existing.xml_sha256 != xml_sha256:
+        raise problems.different_xml()
+    added = []
+    for attachment in existing.attachments:
+        blob_id = blobs.get(attachment.name)
+        if blob_id is not None and attachment.blob_id != blob_id:
+            attachment.blob_id = blob_id
+            attachment.updated_at = utcnow()
+            added.append(attachment.name)
+    if added:
+        submission.updated_at = utcnow()
+        record("submission.attachment.update", actor, subject=submission,
+               details={"instanceId": existing.instance_id, "attachments": added})
+    return Received(submission, existing, "resent", added)
+
+
+def _edit(submission, replaced, form_version, actor, upload, envelope, instance_id, xml_sha256,
+          names, blobs) -> Received:
+    submission_def = _new_def(submission, submission.form, form_version, actor, upload, envelope,
+                              instance_id, xml_sha256)
+    previous = {a.name: a.blob_id for a in replaced.attachments}
+    added = []
+    for name, is_audit in names:
+        # Files not re-sent are carried forward by name from the version being replaced.
+        blob_id = blobs.get(name) or previous.get(name)
+        db.session.add(SubmissionAttachment(submission_def_id=submission_def.id, name=name,
+                                            blob_id=blob_id, is_client_audit=is_audit,
+                                            updated_at=utcnow() if blob_id else None))
+        if name in blobs:
+            added.append(name)
+    submission.current_def_id = submission_def.id
+    submission.review_state = "edited"
+    submission.updated_at = utcnow()
+    record("submission.update.version", actor, subject=submission,
+           details={"instanceId": instance_id, "deprecatedId": replaced.instance_id,
+                    "formVersion": form_version.version, "attachments": added})
+    return Received(submission, submission_def, "edited", added)
+
+
+def _attribute_grantee(project_id: int, actor: Actor, code: str | None) -> tuple[Grantee | None, list[str]]:
+    """Which grantee a new submission counts for, and any issue a coordinator should see.
+
+    Nothing is refused here: a record a trainer made is never lost over a wrong choice in a
+    list. A mismatch is accepted and flagged for review instead.
+    """
+    issues = []
+    grantee = queries.grantee_by_code(project_id, code) if code else None
+    if code and grantee is None:
+        issues.append(f"The form names grantee {code!r}, which is not a grantee of this project.")
+    bound = actor.grantee_id if actor.kind == "app_user" else None
+    if bound is not None:
+        if grantee is not None and grantee.id != bound:
+            own = db.session.get(Grantee, bound)
+            issues.append(f"Sent from a device of grantee {own.code!r} but the form says grantee "
+                          f"{grantee.code!r}. Counted for {grantee.code!r}; check which is right.")
+        elif grantee is None:
+            grantee = db.session.get(Grantee, bound)
+    return grantee, issues
+
+
+def _seen(actor: Actor) -> None:
+    if actor.kind == "app_user":
+        app_user = db.session.get(AppUser, actor.id)
+        app_user.last_seen_at = utcnow()
+
+
+def _content_type(part, name: str) -> str:
+    sent = getattr(part, "mimetype", None)
+    if sent and sent != "application/octet-stream":
+        return sent
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+def _cut(value: str | None) -> str | None:
+    return value[:255] if value else None
