@@ -18,3 +18,8 @@ accesslog = "-"
 errorlog = "-"
 # Each worker opens its own database connections after fork.
 preload_app = False
+# gunicorn's control socket lives at one fixed path per user; two servers on one machine (a
+# second installation, the tests) would fight over it, and FieldSync does not use it.
+control_socket_disable = True
+# Device tokens travel in URLs: keep them out of the access log.
+logger_class = "fieldsync.serving.RedactingLogger"

@@ -59,9 +59,9 @@ def setup_command(validate):
         click.echo(f"Form {form_id} version {version}: {status}")
         for warning in warnings:
             click.echo(f"  warning: {warning}")
-    click.echo("Next: add a device with  flask --app app app-users create 'Chinek tablet 1' "
-               "--grantee chinek --png chinek-1.png  and scan the PNG in ODK Collect "
-               "(Settings > Project > Add project).")
+    click.echo("Next: set FIELDSYNC_BASE_URL to this machine's address as phones see it, then add a "
+               "device with  .venv/bin/flask --app app app-users create 'Chinek tablet 1' --grantee "
+               "chinek --png chinek-1.png  and scan the PNG in ODK Collect (Add project > Scan QR code).")
 
 
 forms_cli = AppGroup("forms", help="Publish and manage forms.")
@@ -174,7 +174,10 @@ def app_users_revoke(name):
     """Revoke a device credential (a lost or retired phone)."""
     app_user = accounts.app_user_by_name(programme.PROJECT_ID, name)
     if app_user is None:
-        raise problems.not_found()
+        raise click.ClickException(f"No app user is named {name!r} (see: app-users list).")
+    if app_user.revoked_at is not None:
+        click.echo(f"{name} was already revoked.")
+        return
     accounts.revoke_app_user(app_user)
     click.echo(f"Revoked {name}: its phone can no longer list forms or send submissions.")
 

@@ -94,7 +94,7 @@ def render_problem(problem: problems.Problem):
 
 HTTP_PROBLEMS = {400: lambda e: problems.bad_request(reason=e.description or "malformed request"),
                  404: lambda e: problems.not_found(), 405: lambda e: problems.method_not_allowed(),
-                 413: lambda e: problems.too_large(limit=current_app.config["MAX_CONTENT_LENGTH"])}
+                 413: lambda e: problems.too_large(limit=current_app.config["FIELDSYNC"]["MAX_SUBMISSION_BYTES"])}
 
 
 def register(app):

@@ -6,6 +6,7 @@ names a server), migrated by Alembic and set up once per run, then copied for ev
 """
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -189,7 +190,7 @@ class LiveServer:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py"),
              "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers), "app:app"],
-            cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT)
+            cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -197,23 +198,24 @@ class LiveServer:
             try:
                 if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
                     return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 time.sleep(0.1)
         raise RuntimeError("server did not start")
 
     def kill(self):
-        """SIGKILL the whole process group: no graceful shutdown, as in a power cut."""
+        """SIGKILL the master and every worker at once: no graceful shutdown, as in a power cut."""
         if self.process and self.process.poll() is None:
-            self.process.kill()
+            os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
     def stop(self):
         if self.process and self.process.poll() is None:
-            self.process.terminate()
+            os.killpg(self.process.pid, signal.SIGTERM)
             try:
-                self.process.wait(10)
+                self.process.wait(15)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
 
 
 @pytest.fixture

@@ -167,3 +167,11 @@ def test_base_url_setting_is_used_for_device_urls(instance, make_app_user):
     entries = parse_form_list(app.test_client().get(
         f"/v1/key/{config['token']}/projects/1/formList", headers=OPENROSA).data)
     assert all(e["downloadUrl"].startswith("https://fs.example.org/v1/key/") for e in entries)
+
+
+def test_token_as_query_parameter_gives_key_urls(client, device):
+    entries = parse_form_list(client.get(f"/v1/projects/1/formList?st={device['token']}", headers=OPENROSA).data)
+    assert entries and all(f"/v1/key/{device['token']}/projects/1/forms/" in e["downloadUrl"].replace("%24", "$").replace("%21", "!")
+                           for e in entries)
+    download = client.get(path_of(entries[0]["downloadUrl"]))
+    assert download.status_code == 200

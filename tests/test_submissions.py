@@ -319,3 +319,10 @@ def test_deleted_submission_resent_is_409(app, client, url, form_xml):
         db.session.commit()
     response = post(client, url, xml)
     assert response.status_code == 409 and "deleted" in message(response)
+
+
+def test_oversize_body_of_any_content_type_is_413(app, client, url):
+    response = client.post(url, data=b"x" * (11 * 1024 * 1024), content_type="application/octet-stream",
+                           headers=OPENROSA)
+    assert response.status_code == 413
+    assert "10000000 bytes" in message(response)

@@ -129,7 +129,6 @@ def list_app_users(project_id: int) -> list[AppUser]:
 
 def revoke_app_user(app_user: AppUser, actor=None) -> None:
     with write_transaction():
-        app_user = db.session.merge(app_user)
         if app_user.revoked_at is None:
             app_user.revoked_at = utcnow()
             record("field_key.revoke", actor, subject=app_user, details={"name": app_user.display_name})

@@ -15,8 +15,15 @@ LISTED_STATES = ("open",)  # "closing" and "closed" forms are no longer offered 
 
 
 def _base_path() -> str:
-    """The request path without its last segment: `/v1/key/T/projects/1` for `/…/formList`."""
-    return public_base_url() + request.path.rsplit("/", 1)[0]
+    """The request path without its last segment: `/v1/key/T/projects/1` for `/…/formList`.
+
+    A token given as `?st=` is moved into the path, as Central does, so the URLs handed to a
+    device keep working without the query string."""
+    path = request.path.rsplit("/", 1)[0]
+    token = request.args.get("st")
+    if token and not path.startswith("/v1/key/"):
+        path = f"/v1/key/{quote(token, safe='')}" + path[len("/v1"):]
+    return public_base_url() + path
 
 
 def _readable_form(project_id: int, xml_form_id: str) -> Form:

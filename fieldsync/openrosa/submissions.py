@@ -30,6 +30,8 @@ def submission(project_id: int, token: str | None = None):
     if request.method != "POST":
         return Response(status=204)
     max_bytes = current_app.config["FIELDSYNC"]["MAX_SUBMISSION_BYTES"]
+    if (request.content_length or 0) > current_app.config["MAX_CONTENT_LENGTH"]:
+        raise problems.too_large(limit=max_bytes)  # say so before looking at anything else
     if request.mimetype != "multipart/form-data":
         raise problems.missing_xml_part()
     try:

@@ -127,7 +127,6 @@ def set_state(form: Form, state: str, actor=None) -> None:
     if state not in ("open", "closing", "closed"):
         raise problems.unexpected_value(field="state", value=state, reason="use open, closing or closed")
     with write_transaction():
-        form = db.session.merge(form)
         form.state = state
         form.updated_at = utcnow()
         record("form.update", actor, subject=form, details={"state": state})

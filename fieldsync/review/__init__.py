@@ -1,0 +1,140 @@
+"""Reviewing submissions: reading them within one's grantee scope, review states, comments,
+soft delete and restore, and the audit trail of who saw or changed what.
+
+Owns reads of submissions for people and every change a reviewer makes. Uses models, auth,
+audit, storage; never HTTP. New submissions arrive through `ingest`, never here.
+"""
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from .. import problems, storage
+from ..audit import record
+from ..auth import Actor, can, grantee_scope, require
+from ..extensions import db, write_transaction
+from ..models import (REVIEW_STATES, Audit, Comment, Form, Submission, SubmissionAttachment,
+                      SubmissionDef, utcnow)
+from ..xlsform import queries as form_queries
+
+PAGE_LIMIT_MAX = 1000
+
+
+def form_for(actor: Actor, project_id: int, xml_form_id: str) -> Form:
+    require(actor, "submission.read", project_id=project_id)
+    form = form_queries.form_by_xml_id(project_id, xml_form_id)
+    if form is None:
+        raise problems.not_found()
+    return form
+
+
+def list_submissions(actor: Actor, form: Form, limit: int = 100, after_id: int | None = None,
+                     include_deleted: bool = False) -> list[Submission]:
+    """Newest first, within the actor's grantee scope; keyset paging on the id."""
+    query = (select(Submission).where(Submission.form_id == form.id)
+             .options(selectinload(Submission.current_def), selectinload(Submission.grantee))
+             .order_by(Submission.id.desc()).limit(min(max(limit, 1), PAGE_LIMIT_MAX)))
+    if not include_deleted:
+        query = query.where(Submission.deleted_at.is_(None))
+    scope = grantee_scope(actor)
+    if scope is not None:
+        query = query.where(Submission.grantee_id == scope)
+    if after_id is not None:
+        query = query.where(Submission.id < after_id)
+    return list(db.session.scalars(query))
+
+
+def get_submission(actor: Actor, form: Form, instance_id: str, deleted_ok: bool = False) -> Submission:
+    submission = db.session.scalar(select(Submission).where(Submission.form_id == form.id,
+                                                            Submission.instance_id == instance_id))
+    if submission is None or (submission.deleted_at is not None and not deleted_ok):
+        raise problems.not_found()
+    if not can(actor, "submission.read", submission):
+        raise problems.forbidden()
+    return submission
+
+
+def has_personal_data(submission_def: SubmissionDef) -> bool:
+    return any(f.get("personal") for f in submission_def.form_version.schema["fields"])
+
+
+def read_xml(actor: Actor, submission: Submission) -> bytes:
+    """The exact XML received; personal data only for those allowed to see it, and audited."""
+    current = submission.current_def
+    if has_personal_data(current) and not can(actor, "personal.read", submission):
+        raise problems.forbidden()
+    with write_transaction():
+        record("submission.read", actor, subject=submission,
+               details={"instanceId": current.instance_id, "what": "xml"})
+    return current.xml
+
+
+def attachments(submission: Submission) -> list[SubmissionAttachment]:
+    return list(submission.current_def.attachments)
+
+
+def read_attachment(actor: Actor, submission: Submission, name: str) -> tuple[SubmissionAttachment, bytes]:
+    attachment = next((a for a in submission.current_def.attachments if a.name == name), None)
+    if attachment is None or attachment.blob is None:
+        raise problems.not_found()
+    if has_personal_data(submission.current_def) and not can(actor, "personal.read", submission):
+        raise problems.forbidden()
+    data = storage.read_bytes(attachment.blob)
+    with write_transaction():
+        record("submission.attachment.read", actor, subject=submission,
+               details={"instanceId": submission.current_def.instance_id, "name": name})
+    return attachment, data
+
+
+def set_review_state(actor: Actor, submission: Submission, state: str, notes: str | None = None) -> None:
+    require(actor, "submission.update", submission)
+    if state not in REVIEW_STATES:
+        raise problems.unexpected_value(field="reviewState", value=state,
+                                        reason=f"use one of {', '.join(REVIEW_STATES)}")
+    with write_transaction():
+        submission.review_state = state
+        submission.updated_at = utcnow()
+        details = {"reviewState": state}
+        if notes:
+            details["notes"] = notes
+        record("submission.update", actor, subject=submission, details=details)
+
+
+def add_comment(actor: Actor, submission: Submission, body: str) -> Comment:
+    require(actor, "submission.read", submission)
+    if not isinstance(body, str) or not body.strip():
+        raise problems.missing_parameter(field="body")
+    with write_transaction():
+        comment = Comment(submission_id=submission.id, actor_user_id=actor.user_id, body=body.strip())
+        db.session.add(comment)
+        db.session.flush()
+        record("submission.comment", actor, subject=submission,
+               details={"commentId": comment.id})
+    return comment
+
+
+def comments(submission: Submission) -> list[Comment]:
+    return list(db.session.scalars(select(Comment).where(Comment.submission_id == submission.id)
+                                   .order_by(Comment.id)))
+
+
+def delete(actor: Actor, submission: Submission) -> None:
+    require(actor, "submission.delete", submission)
+    with write_transaction():
+        submission.deleted_at = utcnow()
+        record("submission.delete", actor, subject=submission,
+               details={"instanceId": submission.instance_id})
+
+
+def restore(actor: Actor, submission: Submission) -> None:
+    require(actor, "submission.delete", submission)
+    if submission.deleted_at is None:
+        raise problems.not_found()
+    with write_transaction():
+        submission.deleted_at = None
+        record("submission.restore", actor, subject=submission,
+               details={"instanceId": submission.instance_id})
+
+
+def audits(submission: Submission) -> list[Audit]:
+    return list(db.session.scalars(select(Audit).where(Audit.subject_kind == "submissions",
+                                                       Audit.subject_id == submission.id)
+                                   .order_by(Audit.id)))

@@ -1,0 +1,24 @@
+"""Running under gunicorn: an access log that never writes device tokens.
+
+A device's token sits in its URL (`/v1/key/{token}/…`), so a plain access log would hand every
+device credential to whoever can read the logs. This logger writes `/v1/key/***/…` instead.
+"""
+import re
+
+from gunicorn.glogging import Logger
+
+TOKEN_IN_PATH = re.compile(r"/key/[^/?\s]+")
+TOKEN_IN_QUERY = re.compile(r"([?&]st=)[^&\s]+")
+
+
+def redact(text: str) -> str:
+    return TOKEN_IN_QUERY.sub(r"\1***", TOKEN_IN_PATH.sub("/key/***", text))
+
+
+class RedactingLogger(Logger):
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        for key in ("r", "U", "q"):
+            if key in atoms and isinstance(atoms[key], str):
+                atoms[key] = redact(atoms[key])
+        return atoms
