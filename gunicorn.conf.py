@@ -23,3 +23,9 @@ preload_app = False
 control_socket_disable = True
 # Device tokens travel in URLs: keep them out of the access log.
 logger_class = "fieldsync.serving.RedactingLogger"
+
+
+def post_fork(server, worker):
+    # Every worker runs the scheduler; a lease in the database lets one of them do each job.
+    import os
+    os.environ.setdefault("FIELDSYNC_SCHEDULER", "on")

@@ -40,6 +40,13 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.register_blueprint(openrosa_bp)
     app.register_blueprint(api_bp)
 
+    from . import indicators
+    indicators.init_app(app)
+
     from .cli import register as register_cli
     register_cli(app)
+
+    if settings["SCHEDULER"] == "on":
+        from .jobs import start_scheduler
+        app.extensions["fieldsync.scheduler"] = start_scheduler(app)
     return app

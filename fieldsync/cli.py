@@ -17,6 +17,7 @@ from flask_migrate import upgrade
 from . import problems, programme
 from .auth import accounts
 from .formats import collect_settings
+from .records.media import GENERATED
 from .xlsform import publish_path, queries, set_state
 
 DEFAULT_DEVICE_BASE = "http://localhost:5000"
@@ -74,7 +75,7 @@ forms_cli = AppGroup("forms", help="Publish and manage forms.")
 def forms_publish(paths, validate):
     """Publish XLSForm workbooks (media from <stem>-media/ or media/ beside each)."""
     for path in paths:
-        result = publish_path(programme.PROJECT_ID, path, validate=validate)
+        result = publish_path(programme.PROJECT_ID, path, validate=validate, generated=frozenset(GENERATED))
         click.echo(f"Form {result.form.xml_form_id} version {result.version.version}: {result.status} "
                    f"(md5 {result.version.md5})")
         for warning in result.warnings:
@@ -182,7 +183,53 @@ def app_users_revoke(name):
     click.echo(f"Revoked {name}: its phone can no longer list forms or send submissions.")
 
 
+indicators_cli = AppGroup("indicators", help="Grantee indicators.")
+
+
+@indicators_cli.command("recompute")
+@click.option("--rebuild-records", is_flag=True, help="Also rebuild every record from the submissions.")
+@reports_problems
+def indicators_recompute(rebuild_records):
+    """Recompute every indicator value from the records and report any drift."""
+    from . import indicators
+
+    indicators.process_pending()
+    run = indicators.recompute("manual", rebuild_records=rebuild_records)
+    click.echo(f"Recomputed {run.cells} values; drift from the incremental values: {run.drift} cell(s).")
+
+
+targets_cli = AppGroup("targets", help="Targets per grantee, indicator and period.")
+
+
+@targets_cli.command("load")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@reports_problems
+def targets_load(path):
+    """Load targets from a CSV with columns grantee,indicator,period,value (all rows or none)."""
+    from .indicators import definitions
+    from .indicators.targets import load_csv
+
+    count = load_csv(programme.PROJECT_ID, path.read_text(encoding="utf-8-sig"), set(definitions().indicators))
+    click.echo(f"Loaded {count} target(s).")
+
+
+demo_cli = AppGroup("demo", help="The demo dataset.")
+
+
+@demo_cli.command("load")
+@click.option("--seed", default=2005, show_default=True, help="Random seed (the same seed gives the same data).")
+@reports_problems
+def demo_load(seed):
+    """Send submissions that reproduce the evaluation's reported results through ingest."""
+    from . import demo, indicators
+
+    path = Path(settings()["FORMS_PATH"]) / "demo" / "reported_results.csv"
+    outcomes = demo.load(programme.PROJECT_ID, path, seed)
+    indicators.process_pending(limit=10**9)
+    click.echo("Demo loaded: " + ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) + ".")
+
+
 def register(app):
     app.cli.add_command(setup_command)
-    for group in (forms_cli, users_cli, app_users_cli):
+    for group in (forms_cli, users_cli, app_users_cli, indicators_cli, targets_cli, demo_cli):
         app.cli.add_command(group)

@@ -27,6 +27,8 @@ ENV_KEYS = {
     "MAX_SUBMISSION_BYTES": int,
     "SESSION_TTL_HOURS": int,
     "PROJECT_NAME": str,
+    "SCHEDULER": str,
+    "RECONCILE_MINUTES": int,
 }
 
 
@@ -43,6 +45,8 @@ def load_settings(instance_path: Path, overrides: dict | None = None) -> dict:
         "MAX_SUBMISSION_BYTES": DEFAULT_MAX_SUBMISSION_BYTES,
         "SESSION_TTL_HOURS": 24,
         "PROJECT_NAME": "PHT Kyrgyzstan",
+        "SCHEDULER": "off",  # gunicorn.conf.py turns it on in served processes
+        "RECONCILE_MINUTES": 60,
     }
     config_file = instance_path / "config.toml"
     if config_file.exists():

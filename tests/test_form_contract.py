@@ -357,6 +357,42 @@ def test_consent_gating(form_id):
     assert len(contract_after) >= 5 and gated >= len(contract_after)
 
 
+def test_beneficiary_interview_event_link():
+    """Optional `event` (not a SPEC contract field): a select_one_from_file events.csv, which
+    the server generates per device from synced seminar_attendance submissions (name = their
+    instanceID), filtered by the grantee chosen before, asked only with consent and only of
+    seminar participants and peer trainers."""
+    form_id = "beneficiary_interview"
+    path = f"/{form_id}/event"
+    names = [etree.QName(el).localname for el in primary_root(form_id)]
+    assert "event" in names and names.index("event") == names.index("beneficiary_type") + 1
+
+    bind = binds(form_id)[path]
+    assert bind.get("type") == "string"
+    assert bind.get("required") in (None, "false()")
+    assert bind.get(PERSONAL_ATTR) is None
+    relevant = bind.get("relevant") or ""
+    assert re.search(rf"/{form_id}/consent\s*=\s*'yes'\s+and\s*\(", relevant), relevant
+    for btype in ("seminar_participant", "peer_trainer"):
+        assert re.search(rf"/{form_id}/beneficiary_type\s*=\s*'{btype}'", relevant), relevant
+
+    control = body_controls(form_id).get(path)
+    assert control is not None and etree.QName(control).localname == "select1"
+    assert control.getparent().tag == f"{{{NS['h']}}}body"
+    itemset = control.find("xf:itemset", NS)
+    assert itemset is not None
+    inst = secondary_instances(form_id)[itemset_instance_id(itemset)]
+    assert inst.get("src") == "jr://file-csv/events.csv"
+    assert itemset.find("xf:value", NS).get("ref") == "name"
+    assert itemset.find("xf:label", NS).get("ref") == "label"  # plain column, no ::lang
+    assert re.search(rf"\[\s*grantee\s*=\s*/{form_id}/grantee\s*\]", itemset.get("nodeset"))
+
+    tr = translations(form_id)
+    for lang in LANGUAGES:
+        ids = {t.get("id") for t in tr[lang].findall("xf:text", NS)}
+        assert {f"{path}:label", f"{path}:hint"} <= ids, lang
+
+
 def test_participant_register_is_skippable_and_fast():
     form_id = "seminar_attendance"
     b = binds(form_id)

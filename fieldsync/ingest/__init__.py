@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from sqlalchemy.exc import IntegrityError
 
-from .. import problems, storage
+from .. import problems, records, storage
 from ..audit import record
 from ..auth import Actor, require
 from ..extensions import db, write_transaction
@@ -50,7 +50,9 @@ class Received:
 
 
 def receive(project_id: int, actor: Actor, upload: Upload, max_bytes: int,
-            expected_form_id: str | None = None) -> Received:
+            expected_form_id: str | None = None, announce: bool = True) -> Received:
+    """Store one upload. `announce=False` leaves the record rebuild queued for the caller to
+    process in bulk (the demo loader); devices always announce."""
     envelope = read_envelope(upload.xml, max_bytes=max_bytes)
     if expected_form_id is not None and envelope.form_id != expected_form_id:
         raise problems.unexpected_value(field="form ID", value=envelope.form_id,
@@ -91,14 +93,19 @@ def receive(project_id: int, actor: Actor, upload: Upload, max_bytes: int,
                 blobs = {name: storage.register(stored, content_type).id
                          for name, (stored, content_type) in files.items()}
                 _seen(actor)
-                return _store(form, form_version, actor, upload, envelope, instance_id, assigned,
-                              xml_sha256, names, blobs, grantee_code)
+                received = _store(form, form_version, actor, upload, envelope, instance_id, assigned,
+                                  xml_sha256, names, blobs, grantee_code)
+                if received.outcome != "resent":
+                    records.queue(received.submission.id)
+            break
         except IntegrityError:
             # Another request stored the same instanceID between our read and our insert
             # (PostgreSQL; SQLite's write lock prevents it). Go round again: it is now a resend.
             if attempt == 2:
                 raise
-    raise AssertionError("unreachable")
+    if announce and received.outcome != "resent":
+        records.announce()
+    return received
 
 
 def _store(form, form_version, actor, upload, envelope, instance_id, assigned, xml_sha256,

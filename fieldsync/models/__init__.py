@@ -4,10 +4,15 @@ from .audit import Audit
 from .base import iso, utcnow
 from .blobs import Blob
 from .forms import FORM_STATES, Form, FormMedia, FormVersion
+from .indicators import IndicatorMember, IndicatorSource, IndicatorValue, JobLock, ReconcileRun, Target
 from .programme import Grantee, Project, Rayon, Region
+from .records import (Assessment, DuplicateCandidate, Event, Interview, Participant, PendingRecord,
+                      Person, Service)
 from .submissions import REVIEW_STATES, Comment, Submission, SubmissionAttachment, SubmissionDef
 from .users import ROLES, AppUser, Session, WebUser
 
 __all__ = ["Audit", "Blob", "Form", "FormMedia", "FormVersion", "FORM_STATES", "Grantee", "Project",
            "Rayon", "Region", "ROLES", "REVIEW_STATES", "Comment", "Submission",
-           "SubmissionAttachment", "SubmissionDef", "AppUser", "Session", "WebUser", "iso", "utcnow"]
+           "SubmissionAttachment", "SubmissionDef", "Assessment", "DuplicateCandidate", "Event",
+           "Interview", "Participant", "PendingRecord", "Person", "Service", "IndicatorMember",
+           "IndicatorSource", "IndicatorValue", "JobLock", "ReconcileRun", "Target", "AppUser", "Session", "WebUser", "iso", "utcnow"]

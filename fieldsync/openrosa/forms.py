@@ -1,13 +1,15 @@
 """formList, form XML, manifest and media files for devices."""
+import hashlib
 from urllib.parse import quote
 
 from flask import Response, current_app, request
 
 from .. import problems, storage
-from ..auth import can, require
+from ..auth import can, grantee_scope, require
 from ..formats import openrosa as openrosa_xml
-from ..httpkit import openrosa_endpoint, public_base_url
+from ..httpkit import current_actor, openrosa_endpoint, public_base_url
 from ..models import Form
+from ..records.media import GENERATED
 from ..xlsform import queries
 from . import XML, actor_for_project, route
 
@@ -81,15 +83,32 @@ def form_version_xml(project_id: int, xml_form_id: str, version: str, token: str
     return _file_response(found.xml, found.md5, XML)
 
 
+def _media_content(project_id: int, media) -> tuple[bytes, str, str] | None:
+    """(bytes, md5, content type) of a media slot: uploaded, generated for this actor, or None."""
+    if media.blob is not None:
+        return storage.read_bytes(media.blob), media.blob.md5, media.blob.content_type
+    generate = GENERATED.get(media.name)
+    if generate is None:
+        return None
+    data = generate(project_id, grantee_scope(current_actor()))
+    return data, hashlib.md5(data).hexdigest(), "text/csv; charset=utf-8"
+
+
 @route("/projects/<int:project_id>/forms/<xml_form_id>/manifest", methods=["GET"])
 @openrosa_endpoint
 def manifest(project_id: int, xml_form_id: str, token: str | None = None):
     version = _readable_form(project_id, xml_form_id).current_version
     base = f"{_base_path()}/attachments"
-    files = [openrosa_xml.ManifestFile(filename=m.name, md5=m.blob.md5,
-                                       download_url=f"{base}/{quote(m.name, safe='')}")
-             # Slots without content are left out: Collect rejects a mediaFile without a hash.
-             for m in version.media if m.blob is not None]
+    files = []
+    for media in version.media:
+        if media.blob is not None:
+            md5 = media.blob.md5
+        elif media.name in GENERATED:
+            md5 = _media_content(project_id, media)[1]
+        else:
+            continue  # no content yet: Collect rejects a mediaFile without a hash
+        files.append(openrosa_xml.ManifestFile(filename=media.name, md5=md5,
+                                               download_url=f"{base}/{quote(media.name, safe='')}"))
     return Response(openrosa_xml.manifest(files), content_type=XML)
 
 
@@ -97,7 +116,8 @@ def manifest(project_id: int, xml_form_id: str, token: str | None = None):
 def media_file(project_id: int, xml_form_id: str, name: str, token: str | None = None):
     version = _readable_form(project_id, xml_form_id).current_version
     media = queries.media_of(version, name)
-    if media is None or media.blob is None:
+    content = _media_content(project_id, media) if media is not None else None
+    if content is None:
         raise problems.not_found()
-    return _file_response(storage.read_bytes(media.blob), media.blob.md5,
-                          media.blob.content_type, filename=media.name)
+    data, md5, content_type = content
+    return _file_response(data, md5, content_type, filename=media.name)

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from .. import reference
 from ..extensions import db, write_transaction
 from ..models import Grantee, Project, Rayon, Region
+from ..records.media import GENERATED
 from ..xlsform import publish_path
 
 PROJECT_ID = 1
@@ -70,7 +71,7 @@ def setup(forms_path: Path, project_name: str, validate: bool | None = None) -> 
     for workbook in sorted(forms_path.glob("*.xlsx")):
         if workbook.name.startswith(("~$", ".")):
             continue  # Excel's lock files
-        result = publish_path(PROJECT_ID, workbook, validate=validate)
+        result = publish_path(PROJECT_ID, workbook, validate=validate, generated=frozenset(GENERATED))
         report.forms.append((result.form.xml_form_id, result.version.version, result.status,
                              result.warnings))
     return report

@@ -7,7 +7,7 @@ audit, storage; never HTTP. New submissions arrive through `ingest`, never here.
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from .. import problems, storage
+from .. import problems, records, storage
 from ..audit import record
 from ..auth import Actor, can, grantee_scope, require
 from ..extensions import db, write_transaction
@@ -96,6 +96,8 @@ def set_review_state(actor: Actor, submission: Submission, state: str, notes: st
         if notes:
             details["notes"] = notes
         record("submission.update", actor, subject=submission, details=details)
+        records.queue(submission.id)
+    records.announce()
 
 
 def add_comment(actor: Actor, submission: Submission, body: str) -> Comment:
@@ -122,6 +124,8 @@ def delete(actor: Actor, submission: Submission) -> None:
         submission.deleted_at = utcnow()
         record("submission.delete", actor, subject=submission,
                details={"instanceId": submission.instance_id})
+        records.queue(submission.id)
+    records.announce()
 
 
 def restore(actor: Actor, submission: Submission) -> None:
@@ -132,6 +136,8 @@ def restore(actor: Actor, submission: Submission) -> None:
         submission.deleted_at = None
         record("submission.restore", actor, subject=submission,
                details={"instanceId": submission.instance_id})
+        records.queue(submission.id)
+    records.announce()
 
 
 def audits(submission: Submission) -> list[Audit]:

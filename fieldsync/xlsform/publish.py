@@ -59,7 +59,9 @@ def find_media(names: list[str], media_dirs: list[Path]) -> dict[str, bytes]:
 
 def publish_workbook(project_id: int, workbook: bytes, source_name: str,
                      media: dict[str, bytes] | None = None, media_dirs: list[Path] = (),
-                     validate: bool | None = None, actor=None) -> PublishResult:
+                     validate: bool | None = None, actor=None,
+                     generated: frozenset = frozenset()) -> PublishResult:
+    """Publish a workbook. `generated` names media the server makes from data (no file)."""
     file_type = ".xls" if source_name.lower().endswith(".xls") else ".xlsx"
     converted = xlsform_to_xform(workbook, file_type=file_type, validate=validate)
     try:
@@ -75,7 +77,7 @@ def publish_workbook(project_id: int, workbook: bytes, source_name: str,
     files.update({safe_media_name(n): b for n, b in (media or {}).items() if n in expected})
     warnings = list(converted.warnings)
     warnings += [f"No file {name!r} was found for this form: devices will get the form without it "
-                 "until it is uploaded." for name in expected if name not in files]
+                 "until it is uploaded." for name in expected if name not in files and name not in generated]
     md5 = hashlib.md5(converted.xml).hexdigest()
     media_digest = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
 
@@ -116,11 +118,12 @@ def publish_workbook(project_id: int, workbook: bytes, source_name: str,
     return PublishResult(form, version, "published", warnings)
 
 
-def publish_path(project_id: int, path: Path, validate: bool | None = None, actor=None) -> PublishResult:
+def publish_path(project_id: int, path: Path, validate: bool | None = None, actor=None,
+                 generated: frozenset = frozenset()) -> PublishResult:
     """Publish a workbook file, taking its media from `<stem>-media/` or `media/` beside it."""
     return publish_workbook(project_id, path.read_bytes(), path.name,
                             media_dirs=[path.parent / f"{path.stem}-media", path.parent / "media"],
-                            validate=validate, actor=actor)
+                            validate=validate, actor=actor, generated=generated)
 
 
 def set_state(form: Form, state: str, actor=None) -> None:

@@ -139,9 +139,10 @@ def _walk_instance(element, path, repeat, binds, controls, info: XFormInfo):
         control = controls.get(child_path, {})
         is_repeat = is_template or control.get("kind") == "repeat"
         if is_repeat:
-            if child_path in info.repeats:
+            relative_repeat = child_path[len(info.root_name) + 2:]
+            if relative_repeat in info.repeats:
                 continue  # pyxform also writes a first, non-template copy of each repeat
-            info.repeats.append(child_path)
+            info.repeats.append(relative_repeat)
             _walk_instance(child, child_path, child_path, binds, controls, info)
             continue
         if any(isinstance(c.tag, str) for c in child):

@@ -1,0 +1,74 @@
+"""Scheduled background work, run by exactly one process however many are serving.
+
+Every worker may start the scheduler; each run first takes a lease in the database
+(`job_locks`), so on one laptop or on several machines sharing PostgreSQL a job runs once.
+The lease expires by itself, so a killed holder never blocks the job for long.
+"""
+import logging
+import os
+import socket
+from datetime import timedelta
+
+from sqlalchemy.exc import IntegrityError
+
+from .extensions import db, write_transaction
+from .models import JobLock, utcnow
+
+log = logging.getLogger(__name__)
+HOLDER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def acquire(name: str, ttl_seconds: float, holder: str = HOLDER) -> bool:
+    """Take or renew the lease `name`; False when another live holder has it."""
+    try:
+        with write_transaction():
+            now = utcnow()
+            lock = db.session.get(JobLock, name, with_for_update=True)
+            if lock is None:
+                db.session.add(JobLock(name=name, holder=holder, expires_at=now + timedelta(seconds=ttl_seconds)))
+                return True
+            if lock.holder != holder and lock.expires_at > now:
+                return False
+            lock.holder, lock.expires_at = holder, now + timedelta(seconds=ttl_seconds)
+            return True
+    except IntegrityError:
+        return False  # another process inserted the lease first
+
+
+def release(name: str, holder: str = HOLDER) -> None:
+    with write_transaction():
+        lock = db.session.get(JobLock, name, with_for_update=True)
+        if lock is not None and lock.holder == holder:
+            db.session.delete(lock)
+
+
+def run_once(app, name: str, work, ttl_seconds: float = 600) -> bool:
+    with app.app_context():
+        if not acquire(name, ttl_seconds):
+            return False
+        try:
+            work()
+        except Exception:
+            log.exception("job %s failed", name)
+            db.session.rollback()
+        finally:
+            release(name)
+            db.session.remove()
+        return True
+
+
+def start_scheduler(app):
+    """Start the APScheduler jobs in this process (called when serving, not in tests or CLI)."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from . import indicators
+
+    settings = app.config["FIELDSYNC"]
+    scheduler = BackgroundScheduler(daemon=True, timezone="UTC")
+    scheduler.add_job(lambda: run_once(app, "indicators.pending", indicators.process_pending, 120),
+                      "interval", seconds=30, id="indicators.pending", max_instances=1, coalesce=True)
+    scheduler.add_job(lambda: run_once(app, "indicators.reconcile", lambda: indicators.recompute("schedule"), 3600),
+                      "interval", minutes=settings["RECONCILE_MINUTES"], id="indicators.reconcile",
+                      max_instances=1, coalesce=True)
+    scheduler.start()
+    return scheduler

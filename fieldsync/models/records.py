@@ -1,0 +1,139 @@
+"""Records derived from submissions: events, participants, persons, assessments, interviews,
+services, and the duplicate candidates a coordinator resolves.
+
+Every row here can be rebuilt from the submissions; none is ever the only copy of anything.
+Personal data (names) stays in submissions and `participants`; the other record tables keep
+only what indicators need.
+"""
+from sqlalchemy import Boolean, Date, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..extensions import db
+from .base import UTCDateTime, utcnow
+
+
+class _FromSubmission:
+    """Columns every record taken from one submission carries."""
+    id: Mapped[int] = mapped_column(primary_key=True)
+    grantee_id: Mapped[int | None] = mapped_column(ForeignKey("grantees.id"), nullable=True)
+    counted: Mapped[bool] = mapped_column(Boolean, default=True)   # not rejected
+    approved: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Event(_FromSubmission, db.Model):
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_bucket", "grantee_id", "event_date"),)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), unique=True)
+    instance_id: Mapped[str] = mapped_column(String(255))
+    event_date = mapped_column(Date, nullable=True)
+    event_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    region: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    rayon: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    village: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    village_key: Mapped[str] = mapped_column(String(255), default="")
+    topic: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    language: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    headcount_female: Mapped[int] = mapped_column(Integer, default=0)
+    headcount_male: Mapped[int] = mapped_column(Integer, default=0)
+    materials_distributed: Mapped[int] = mapped_column(Integer, default=0)
+    # Set by event matching: the instanceID of the event this one is counted with, and why.
+    merged_into: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    merge_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Participant(db.Model):
+    __tablename__ = "participants"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    full_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    name_key: Mapped[str] = mapped_column(String(255), default="")
+    sex: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    birth_year: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    category: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    person_key: Mapped[str] = mapped_column(String(600), index=True)
+
+
+class Person(db.Model):
+    """A distinct person: exact matches share a key; a coordinator's merge points one key at another."""
+    __tablename__ = "persons"
+    __table_args__ = (Index("ix_persons_block", "birth_year", "village_key"),)
+    key: Mapped[str] = mapped_column(String(600), primary_key=True)
+    name_key: Mapped[str] = mapped_column(String(255))
+    display_name: Mapped[str] = mapped_column(String(255))
+    birth_year: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    village_key: Mapped[str] = mapped_column(String(255), default="")
+    canonical_key: Mapped[str] = mapped_column(String(600), index=True)
+
+
+class Assessment(_FromSubmission, db.Model):
+    __tablename__ = "assessments"
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), unique=True)
+    interview_date = mapped_column(Date, nullable=True)
+    region: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    rayon: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    village: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    consent: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    respondent_sex: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    respondent_age: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    household_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    members_abroad: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    plans_to_migrate: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    knows_trafficking_risks: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    knows_hotline: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    priority_needs: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class Interview(_FromSubmission, db.Model):
+    __tablename__ = "interviews"
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), unique=True)
+    interview_date = mapped_column(Date, nullable=True)
+    region: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    consent: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    beneficiary_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    services_received: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    satisfaction: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    knowledge_gained: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    would_recommend: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    found_legal_work: Mapped[str | None] = mapped_column(String(8), nullable=True)
+
+
+class Service(_FromSubmission, db.Model):
+    __tablename__ = "services"
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), unique=True)
+    service_date = mapped_column(Date, nullable=True)
+    channel: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    service_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    client_sex: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    client_age_group: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    client_is_victim: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    client_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class DuplicateCandidate(db.Model):
+    """Two events or two persons that may be the same; a coordinator decides.
+
+    Keyed by stable identities (events: instanceIDs; persons: person keys), so a decision
+    survives any number of recomputes.
+    """
+    __tablename__ = "duplicate_candidates"
+    __table_args__ = (UniqueConstraint("kind", "key_a", "key_b"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # event | person
+    key_a: Mapped[str] = mapped_column(String(600))
+    key_b: Mapped[str] = mapped_column(String(600))
+    grantee_id: Mapped[int | None] = mapped_column(ForeignKey("grantees.id"), nullable=True, index=True)
+    score: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | merged | not_duplicate | gone
+    decided_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("web_users.id"), nullable=True)
+    decided_at = mapped_column(UTCDateTime, nullable=True)
+    created_at = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+
+
+class PendingRecord(db.Model):
+    """A submission whose records (and so indicators) must be rebuilt: the work queue that
+    ingest and review fill in the same transaction as their change."""
+    __tablename__ = "pending_records"
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), primary_key=True)
+    queued_at = mapped_column(UTCDateTime, default=utcnow, nullable=False)

@@ -1,0 +1,24 @@
+"""Records derived from submissions (events, participants, persons, assessments, interviews,
+services) and record-level deduplication (event merging, person matching, candidates).
+
+Owns the record tables and `duplicate_candidates`. Pure parts: `derive` (submission values
+-> records), `matching` (the dedup rules), `names` (normalisation). `store` does the
+database side. May use models and formats; never HTTP, never indicators.
+"""
+from flask import current_app
+
+from ..extensions import db
+from ..models import PendingRecord
+from ..signals import submissions_changed
+
+
+def queue(submission_id: int) -> None:
+    """Ask for a submission's records to be rebuilt; call inside the transaction that changed it."""
+    if db.session.get(PendingRecord, submission_id) is None:
+        db.session.add(PendingRecord(submission_id=submission_id))
+        db.session.flush()
+
+
+def announce() -> None:
+    """After the commit: tell whoever listens that queued submissions wait."""
+    submissions_changed.send(current_app._get_current_object())

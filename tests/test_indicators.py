@@ -1,0 +1,328 @@
+"""Records, record-level dedup and indicator values, through the real app: submissions go in
+over OpenRosa as a phone sends them, values come out of the DHIS2-shaped API."""
+import pytest
+from sqlalchemy import select
+
+from fieldsync.extensions import db
+from fieldsync.models import DuplicateCandidate, Event, ReconcileRun
+
+from collect import SEMINAR, instance_id_of, instance_xml, post
+
+BASE = "/v1/projects/1"
+
+
+@pytest.fixture
+def phones(client, make_app_user):
+    chinek = make_app_user(name="chinek 1", grantee="chinek")
+    second = make_app_user(name="chinek 2", grantee="chinek")
+    tomo = make_app_user(name="tomo 1", grantee="tomo")
+    forms = {f: client.get(f"/v1/key/{chinek['token']}/projects/1/forms/{f}.xml").data
+             for f in ("seminar_attendance", "consultation_log", "needs_assessment", "beneficiary_interview")}
+    return {"chinek": chinek["token"], "chinek2": second["token"], "tomo": tomo["token"], "forms": forms}
+
+
+@pytest.fixture
+def coordinator(make_user):
+    return make_user("coordinator")
+
+
+def send(client, phones, phone, form, values, **kw):
+    xml = instance_xml(phones["forms"][form], values, **kw)
+    response = post(client, f"/v1/key/{phones[phone]}/projects/1/submission", xml)
+    assert response.status_code == 201, response.data
+    return xml
+
+
+def seminar(**changes):
+    return {**SEMINAR, **changes}
+
+
+def people(*names, year=2008):
+    return [{"full_name": n, "sex": "female" if n.split()[0].endswith(("a", "l")) else "male",
+             "birth_year": year, "category": "student"} for n in names]
+
+
+def values(client, headers, **params):
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    body = client.get(f"{BASE}/indicator-values?{query}", headers=headers).get_json()
+    return {(v["dataElement"], v["orgUnit"], v["period"], v["categoryOptionCombo"]): v["value"]
+            for v in body["dataValues"]}
+
+
+def value(client, headers, indicator, org="chinek", coc="total", period=""):
+    got = values(client, headers, dataElement=indicator, orgUnit=org, period=period)
+    return got.get((indicator, org, period, coc), "0")
+
+
+def test_a_seminar_counts_at_once(client, phones, coordinator):
+    send(client, phones, "chinek", "seminar_attendance",
+         seminar(headcount_female=10, headcount_male=5, materials_distributed=40))
+    assert value(client, coordinator, "events_held") == "1"
+    assert value(client, coordinator, "events_held", coc="seminar") == "1"
+    assert value(client, coordinator, "participants_reached") == "17"  # 2 registered + 15 present
+    assert value(client, coordinator, "participants_reached", coc="female") == "11"
+    assert value(client, coordinator, "materials_distributed") == "40"
+    assert value(client, coordinator, "unique_participants") == "2"
+    # DHIS2 periods: the seminar of 2026-11-20 is in 2026, 2026Q4 and 202611, not 202610.
+    for period in ("2026", "2026Q4", "202611"):
+        assert value(client, coordinator, "events_held", period=period) == "1"
+    assert value(client, coordinator, "events_held", period="202610") == "0"
+    # Regions are the sum of their grantees.
+    assert value(client, coordinator, "events_held", org="chuy") == "1"
+    assert value(client, coordinator, "events_held", org="issyk_kul") == "0"
+
+
+def test_same_seminar_from_two_phones_is_one_event_with_a_trace(app, client, phones, coordinator):
+    register = people("Aigul Asanova", "Bakyt Osmonov", "Asel Sadykova", "Nurlan Tokonov")
+    send(client, phones, "chinek", "seminar_attendance", seminar(participant=register))
+    # The co-trainer's phone: same seminar, register typed in another order and spelling.
+    other = people("Асанова Айгүл", "OSMONOV Bakyt", "Sadykova Asel", "Kanat Bekov")
+    send(client, phones, "chinek2", "seminar_attendance", seminar(participant=other))
+    assert value(client, coordinator, "events_held") == "1"
+    assert value(client, coordinator, "participants_reached") == "5"  # the union of both registers
+    with app.app_context():
+        merged = db.session.scalar(select(Event).where(Event.merged_into.is_not(None)))
+        assert "3 of the smaller register's 4 participants are the same persons" in merged.merge_reason
+
+
+@pytest.mark.parametrize("change", [
+    {"village": "Tokmok"}, {"topic": "employment"}, {"event_type": "training"}, {"event_date": "2026-11-21"},
+])
+def test_different_events_are_not_merged(client, phones, coordinator, change):
+    send(client, phones, "chinek", "seminar_attendance", seminar())
+    send(client, phones, "chinek2", "seminar_attendance", seminar(**change))
+    assert value(client, coordinator, "events_held") == "2"
+
+
+def test_registers_overlapping_less_than_half_are_two_events_and_a_candidate(app, client, phones, coordinator):
+    send(client, phones, "chinek", "seminar_attendance", seminar(participant=people("A One", "B Two", "C Three", "D Four")))
+    send(client, phones, "chinek2", "seminar_attendance", seminar(participant=people("A One", "E Five", "F Six", "G Seven")))
+    assert value(client, coordinator, "events_held") == "2"
+    candidates = client.get(f"{BASE}/duplicates", headers=coordinator).get_json()
+    events = [c for c in candidates if c["kind"] == "event"]
+    assert len(events) == 1 and "1 participant(s) in common" in events[0]["reason"]
+
+
+def test_headcount_only_events_merge_only_with_equal_totals(client, phones, coordinator):
+    play = seminar(event_type="performance", participant=[], register_participants="no",
+                   headcount_female=220, headcount_male=180)
+    send(client, phones, "chinek", "seminar_attendance", play)
+    send(client, phones, "chinek2", "seminar_attendance", play)
+    assert value(client, coordinator, "events_held") == "1"
+    assert value(client, coordinator, "participants_reached") == "400"
+    send(client, phones, "chinek", "seminar_attendance", {**play, "headcount_male": 181})
+    assert value(client, coordinator, "events_held") == "2"
+
+
+def test_coordinator_merges_a_candidate_and_the_decision_sticks(app, client, phones, coordinator, cli):
+    send(client, phones, "chinek", "seminar_attendance", seminar(participant=people("A One", "B Two", "C Three", "D Four")))
+    send(client, phones, "chinek2", "seminar_attendance", seminar(participant=people("A One", "E Five", "F Six", "G Seven")))
+    candidate = next(c for c in client.get(f"{BASE}/duplicates", headers=coordinator).get_json() if c["kind"] == "event")
+    response = client.post(f"{BASE}/duplicates/{candidate['id']}", json={"decision": "merge"}, headers=coordinator)
+    assert response.status_code == 200 and response.get_json()["status"] == "merged"
+    assert value(client, coordinator, "events_held") == "1"
+    assert value(client, coordinator, "participants_reached") == "7"
+    result = cli("indicators", "recompute", "--rebuild-records")
+    assert "drift from the incremental values: 0" in result.output
+    assert value(client, coordinator, "events_held") == "1"  # still merged after a full rebuild
+    assert client.get(f"{BASE}/duplicates", headers=coordinator).get_json() == []
+
+
+def test_not_a_duplicate_overrides_the_automatic_rule(app, client, phones, coordinator, cli):
+    play = seminar(event_type="performance", participant=[], register_participants="no",
+                   headcount_female=10, headcount_male=10)
+    first = send(client, phones, "chinek", "seminar_attendance", play)
+    second = send(client, phones, "chinek2", "seminar_attendance", play)
+    assert value(client, coordinator, "events_held") == "1"
+    # Two plays that morning, really: the coordinator says so through a decision on the pair.
+    with app.app_context():
+        a, b = sorted([instance_id_of(first), instance_id_of(second)])
+        db.session.add(DuplicateCandidate(kind="event", key_a=a, key_b=b, grantee_id=None, score=100,
+                                          reason="auto-merged", status="open"))
+        db.session.commit()
+        candidate_id = db.session.scalar(select(DuplicateCandidate.id).where(DuplicateCandidate.key_a == a))
+    response = client.post(f"{BASE}/duplicates/{candidate_id}", json={"decision": "not_duplicate"}, headers=coordinator)
+    assert response.status_code == 200
+    assert value(client, coordinator, "events_held") == "2"
+    cli("indicators", "recompute", "--rebuild-records")
+    assert value(client, coordinator, "events_held") == "2"
+
+
+def test_the_same_person_in_two_seminars_is_one_unique_participant(client, phones, coordinator):
+    send(client, phones, "chinek", "seminar_attendance", seminar(participant=people("Aigul Asanova", "Bakyt Osmonov")))
+    send(client, phones, "chinek", "seminar_attendance", seminar(
+        event_date="2026-11-25", topic="employment", participant=people("АСАНОВА Айгүл", "Bakyt Osmonov")))
+    assert value(client, coordinator, "participants_reached") == "4"
+    assert value(client, coordinator, "unique_participants") == "2"
+    # Another birth year is another person; another village too.
+    send(client, phones, "chinek", "seminar_attendance", seminar(
+        event_date="2026-11-26", participant=people("Aigul Asanova", year=2009)))
+    send(client, phones, "chinek", "seminar_attendance", seminar(
+        event_date="2026-11-27", village="Tokmok", participant=people("Aigul Asanova")))
+    assert value(client, coordinator, "unique_participants") == "4"
+
+
+def test_fuzzy_names_become_person_candidates_and_a_merge_counts_once(client, phones, coordinator):
+    send(client, phones, "chinek", "seminar_attendance", seminar(participant=people("Aigul Asanova")))
+    send(client, phones, "chinek", "seminar_attendance", seminar(
+        event_date="2026-11-25", topic="employment", participant=people("Aigyl Asanova")))
+    assert value(client, coordinator, "unique_participants") == "2"
+    person = next(c for c in client.get(f"{BASE}/duplicates", headers=coordinator).get_json() if c["kind"] == "person")
+    assert {person["a"]["name"], person["b"]["name"]} == {"Aigul Asanova", "Aigyl Asanova"}
+    client.post(f"{BASE}/duplicates/{person['id']}", json={"decision": "merge"}, headers=coordinator)
+    assert value(client, coordinator, "unique_participants") == "1"
+
+
+def test_rejecting_deleting_and_editing_move_the_values(client, phones, coordinator):
+    xml = send(client, phones, "chinek", "seminar_attendance", seminar(headcount_male=8))
+    iid = instance_id_of(xml)
+    url = f"{BASE}/forms/seminar_attendance/submissions/{iid}"
+    assert value(client, coordinator, "participants_reached") == "10"
+    client.patch(url, json={"reviewState": "rejected"}, headers=coordinator)
+    assert value(client, coordinator, "events_held") == "0"
+    client.patch(url, json={"reviewState": "approved"}, headers=coordinator)
+    assert value(client, coordinator, "events_held") == "1"
+    assert values(client, coordinator, dataElement="events_held", orgUnit="chinek", approvedOnly="true")[
+        ("events_held", "chinek", "", "total")] == "1"
+    edited = instance_xml(phones["forms"]["seminar_attendance"], seminar(headcount_male=20), deprecated_id=iid)
+    assert post(client, f"/v1/key/{phones['chinek']}/projects/1/submission", edited).status_code == 201
+    assert value(client, coordinator, "participants_reached") == "22"
+    client.delete(url, headers=coordinator)
+    assert value(client, coordinator, "participants_reached") == "0"
+    client.post(url + "/restore", headers=coordinator)
+    assert value(client, coordinator, "participants_reached") == "22"
+
+
+def test_approved_only_counts_only_approved(client, phones, coordinator):
+    send(client, phones, "chinek", "seminar_attendance", seminar())
+    assert value(client, coordinator, "events_held") == "1"
+    assert values(client, coordinator, dataElement="events_held", orgUnit="chinek", approvedOnly="true") == {}
+
+
+def test_consultations_victims_assessments_interviews(client, phones, coordinator, make_app_user):
+    def consult(code, victim, channel="hotline", service_type="legal", day="2026-10-02"):
+        send(client, phones, "chinek", "consultation_log", {
+            "grantee": "chinek", "service_date": day, "channel": channel, "service_type": service_type,
+            "client_sex": "female", "client_age_group": "18_35", "client_is_victim": victim, "client_code": code})
+    consult("AIAS1998", "yes")
+    consult("aias1998", "yes", channel="in_person", service_type="psychological", day="2026-11-03")
+    consult("BEKA2001", "no", channel="in_person")
+    assert value(client, coordinator, "consultations_provided") == "3"
+    assert value(client, coordinator, "consultations_provided", coc="hotline") == "1"
+    assert value(client, coordinator, "services_provided", coc="legal") == "2"
+    assert value(client, coordinator, "victims_assisted") == "1"  # one client, two visits
+    assert value(client, coordinator, "victims_assisted", period="202610") == "1"
+    assert value(client, coordinator, "victims_assisted", period="202611") == "1"
+    assert value(client, coordinator, "victims_assisted", period="2026Q4") == "1"
+    assert values(client, coordinator, dataElement="services_provided", orgUnit="chinek").get(
+        ("services_provided", "chinek", "", "total")) is None  # services_provided has no total
+    send(client, phones, "chinek", "needs_assessment", {
+        "grantee": "chinek", "region": "chuy", "village": "Kant", "interview_date": "2026-10-10", "consent": "yes",
+        "respondent_sex": "female", "respondent_age": 40, "household_size": 5, "members_abroad": 1})
+    send(client, phones, "chinek", "needs_assessment", {
+        "grantee": "chinek", "region": "chuy", "village": "Kant", "interview_date": "2026-10-10", "consent": "no"})
+    assert value(client, coordinator, "needs_assessments") == "1"
+    evaluator = make_app_user(name="evaluator", evaluator=True)
+    for satisfaction in (4, 5):
+        xml = instance_xml(phones["forms"]["beneficiary_interview"], {
+            "grantee": "tomo", "region": "issyk_kul", "village": "Karakol", "interview_date": "2026-10-20",
+            "consent": "yes", "beneficiary_type": "victim", "satisfaction": satisfaction, "knowledge_gained": 4})
+        assert post(client, f"/v1/key/{evaluator['token']}/projects/1/submission", xml).status_code == 201
+    assert value(client, coordinator, "interviews_conducted", org="tomo") == "2"
+    assert value(client, coordinator, "satisfaction_mean", org="tomo") == "4.50"
+
+
+def test_grantee_staff_see_only_their_indicators(client, phones, make_user):
+    send(client, phones, "chinek", "seminar_attendance", seminar())
+    send(client, phones, "tomo", "seminar_attendance", seminar(grantee="tomo", region="issyk_kul"))
+    staff = make_user("grantee_staff", grantee="tomo")
+    got = values(client, staff, dataElement="events_held")
+    assert set(k[1] for k in got) == {"tomo"}
+    assert client.get(f"{BASE}/indicator-values?orgUnit=chinek", headers=staff).status_code == 403
+    assert client.get(f"{BASE}/indicator-values?orgUnit=chuy", headers=staff).status_code == 403
+    assert client.get(f"{BASE}/duplicates", headers=staff).status_code == 403
+
+
+def test_targets_from_csv_and_api_with_percent_achieved(client, phones, coordinator, cli, tmp_path):
+    send(client, phones, "chinek", "seminar_attendance", seminar())
+    targets = tmp_path / "targets.csv"
+    targets.write_text("grantee,indicator,period,value\nchinek,events_held,,4\nchinek,events_held,2026,2\n")
+    assert cli("targets", "load", str(targets)).exit_code == 0
+    body = client.get(f"{BASE}/indicator-values?dataElement=events_held&orgUnit=chinek&targets=true",
+                      headers=coordinator).get_json()["dataValues"]
+    total = next(v for v in body if v["categoryOptionCombo"] == "total")
+    assert total["target"] == "4" and total["percentAchieved"] == 25.0
+    response = client.put(f"{BASE}/targets", json={"grantee": "chinek", "indicator": "events_held",
+                                                   "period": "2026", "value": 1}, headers=coordinator)
+    assert response.status_code == 200
+    yearly = client.get(f"{BASE}/indicator-values?dataElement=events_held&orgUnit=chinek&period=2026&targets=true",
+                        headers=coordinator).get_json()["dataValues"]
+    assert next(v for v in yearly if v["categoryOptionCombo"] == "total")["percentAchieved"] == 100.0
+    bad = tmp_path / "bad.csv"
+    bad.write_text("grantee,indicator,period,value\nchinek,events_held,,3\nnope,events_held,,1\n")
+    result = cli("targets", "load", str(bad))
+    assert result.exit_code != 0 and "line 3" in result.output
+    assert client.get(f"{BASE}/targets", headers=coordinator).get_json()[0]["value"] == 4  # all or nothing
+    assert client.put(f"{BASE}/targets", json={"grantee": "chinek", "indicator": "nope", "value": 1},
+                      headers=coordinator).status_code == 400
+
+
+def test_csv_and_xlsx_exports_of_the_same_table(client, phones, coordinator):
+    send(client, phones, "chinek", "seminar_attendance", seminar())
+    csv_body = client.get(f"{BASE}/indicator-values.csv?dataElement=events_held", headers=coordinator)
+    assert csv_body.status_code == 200 and csv_body.headers["Content-Type"].startswith("text/csv")
+    lines = csv_body.data.decode().splitlines()
+    assert lines[0].startswith("dataElement,period,orgUnit,categoryOptionCombo,value")
+    assert "events_held,,chinek,total,1,," in lines
+    xlsx = client.get(f"{BASE}/indicator-values.xlsx?dataElement=events_held", headers=coordinator)
+    from io import BytesIO
+    from openpyxl import load_workbook
+    sheet = load_workbook(BytesIO(xlsx.data)).active
+    rows = [[c.value for c in row] for row in sheet.iter_rows()]
+    assert ["events_held", None, "chinek", "total", "1", None, None] in rows
+
+
+def test_bad_queries_are_400(client, coordinator):
+    assert client.get(f"{BASE}/indicator-values?period=2004Q5", headers=coordinator).status_code == 400
+    assert client.get(f"{BASE}/indicator-values?period=200413", headers=coordinator).status_code == 400
+    assert client.get(f"{BASE}/indicator-values?dataElement=nope", headers=coordinator).status_code == 400
+    assert client.get(f"{BASE}/indicator-values?orgUnit=nowhere", headers=coordinator).status_code == 400
+    assert client.get(f"{BASE}/indicator-values").status_code == 401
+
+
+def test_recompute_reports_zero_drift_and_is_recorded(app, client, phones, cli):
+    send(client, phones, "chinek", "seminar_attendance", seminar())
+    result = cli("indicators", "recompute")
+    assert result.exit_code == 0 and "drift from the incremental values: 0 cell(s)" in result.output
+    with app.app_context():
+        run = db.session.scalar(select(ReconcileRun))
+        assert run.drift == 0 and run.cells > 0 and run.finished_at is not None
+
+
+def test_events_csv_is_generated_per_grantee_and_hash_follows_content(client, phones, make_app_user):
+    from lxml import etree
+    send(client, phones, "chinek", "seminar_attendance", seminar())
+    send(client, phones, "tomo", "seminar_attendance", seminar(grantee="tomo", region="issyk_kul", village="Karakol"))
+    ns = "{http://openrosa.org/xforms/xformsManifest}"
+
+    def fetch(token):
+        manifest = client.get(f"/v1/key/{token}/projects/1/forms/beneficiary_interview/manifest",
+                              headers={"X-OpenRosa-Version": "1.0"})
+        files = {m.findtext(f"{ns}filename"): m for m in etree.fromstring(manifest.data).iter(f"{ns}mediaFile")}
+        if "events.csv" not in files:
+            return None, None
+        data = client.get(f"/v1/key/{token}/projects/1/forms/beneficiary_interview/attachments/events.csv").data
+        return files["events.csv"].findtext(f"{ns}hash"), data
+
+    import hashlib
+    hash_chinek, data = fetch(phones["chinek"])
+    if hash_chinek is None:
+        pytest.skip("this beneficiary_interview version has no events.csv question")
+    assert hash_chinek == "md5:" + hashlib.md5(data).hexdigest()
+    assert b"Kant" in data and b"Karakol" not in data  # a trainer's phone sees its own grantee's events
+    evaluator = make_app_user(name="evaluator", evaluator=True)
+    _, everything = fetch(evaluator["token"])
+    assert b"Kant" in everything and b"Karakol" in everything
+    assert fetch(phones["chinek"])[0] == hash_chinek  # nothing changed, same hash
+    send(client, phones, "chinek", "seminar_attendance", seminar(event_date="2026-11-28", village="Ivanovka"))
+    assert fetch(phones["chinek"])[0] != hash_chinek
