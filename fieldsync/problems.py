@@ -86,6 +86,11 @@ version_conflict = _problem(
                "Give the changed form a new version in its settings sheet and publish again.")
 too_large = _problem("413.1", "The request is too large: at most {limit} bytes are accepted.")
 
-# 500/503
+# 500/501/503/507
 internal = _problem("500.1", "Internal Server Error")
+odata_unsupported = _problem("501.1", "The requested feature {feature} is not supported by this OData endpoint.")
+odata_filter = _problem("501.4", "The given OData filter expression uses features not supported by this server: {reason}")
+odata_select_expand = _problem("501.11", "$select and $expand cannot be used together.")
 unavailable = _problem("503.1", "The server is busy or its database is unreachable; please try again shortly.")
+storage_full = _problem("507.1", "The server's storage is full, so this was not saved. It stays on the phone; "
+                                 "send it again later, and tell your coordinator.")
