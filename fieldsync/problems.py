@@ -46,6 +46,8 @@ invalid_openrosa_header = _problem(
     "400.6", "An expected header field (X-OpenRosa-Version) did not match the expected format.")
 missing_xml_part = _problem("400.7", "Required multipart POST field xml_submission_file missing.")
 unexpected_value = _problem("400.8", "Unexpected {field} value {value}; {reason}")
+missing_deprecated_id = _problem(
+    "400.19", "An edit must carry meta/deprecatedID: the instanceID of the version being replaced.")
 unparseable_xml = _problem("400.12", "The XML could not be read: {reason}")
 unsafe_xml = _problem("400.13", "The XML was refused for safety: {reason}")
 multipart_parse = _problem("400.39", "Multipart form content failed to parse.")

@@ -132,3 +132,16 @@ def revoke_app_user(app_user: AppUser, actor=None) -> None:
         if app_user.revoked_at is None:
             app_user.revoked_at = utcnow()
             record("field_key.revoke", actor, subject=app_user, details={"name": app_user.display_name})
+
+
+def end_session(actor: Actor, token: str) -> None:
+    """Sign out: `current` ends the caller's own session; a token ends that one (own, or any for admins)."""
+    with write_transaction():
+        if token == "current":
+            session = db.session.get(Session, actor.session_id) if actor.session_id else None
+        else:
+            session = db.session.scalar(select(Session).where(Session.token_hash == tokens.digest(token)))
+        if session is None or (session.user_id != actor.id and actor.role != "admin"):
+            raise problems.not_found()
+        db.session.delete(session)
+        record("user.session.end", actor, subject=session.user)

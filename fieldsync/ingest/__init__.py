@@ -257,3 +257,23 @@ def _content_type(part, name: str) -> str:
 
 def _cut(value: str | None) -> str | None:
     return value[:255] if value else None
+
+
+def attach(actor: Actor, submission: Submission, name: str, source, max_bytes: int) -> bool:
+    """Fill one attachment slot of a submission's current version (REST upload); True if new."""
+    slot = next((a for a in submission.current_def.attachments if a.name == name), None)
+    if slot is None:
+        raise problems.not_found()
+    try:
+        stored = storage.write_file(source, max_bytes=max_bytes)
+    except OverflowError:
+        raise problems.too_large(limit=max_bytes) from None
+    with write_transaction():
+        blob = storage.register(stored, mimetypes.guess_type(name)[0] or "application/octet-stream")
+        slot = db.session.get(SubmissionAttachment, slot.id)
+        changed = slot.blob_id != blob.id
+        if changed:
+            slot.blob_id, slot.updated_at = blob.id, utcnow()
+            record("submission.attachment.update", actor, subject=slot.submission_def.submission,
+                   details={"instanceId": slot.submission_def.instance_id, "attachments": [name]})
+    return changed

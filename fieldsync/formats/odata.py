@@ -1,0 +1,196 @@
+"""OData v4 for form submissions, in ODK Central's shape: the service document, `$metadata`
+(EDMX built from a form's schema, repeats as their own entity sets) and rows.
+
+Pure functions of the form schema and submission values; the query side ($filter parsing) is
+in `odata_query.py`. Field names are made into OData identifiers the way Central does.
+"""
+import base64
+import hashlib
+import json
+import re
+from xml.sax.saxutils import escape, quoteattr
+
+NS = "org.opendatakit.user"
+EDM_TYPES = {"int": "Edm.Int64", "decimal": "Edm.Decimal", "date": "Edm.Date", "dateTime": "Edm.DateTimeOffset",
+             "time": "Edm.String", "geopoint": "Edm.GeographyPoint", "boolean": "Edm.Boolean"}
+SYSTEM_FIELDS = [("submissionDate", "Edm.DateTimeOffset"), ("updatedAt", "Edm.DateTimeOffset"),
+                 ("deletedAt", "Edm.DateTimeOffset"), ("submitterId", "Edm.String"), ("submitterName", "Edm.String"),
+                 ("attachmentsPresent", "Edm.Int64"), ("attachmentsExpected", "Edm.Int64"),
+                 ("status", "Edm.String"), ("reviewState", "Edm.String"), ("deviceId", "Edm.String"),
+                 ("edits", "Edm.Int64"), ("formVersion", "Edm.String"), ("grantee", "Edm.String")]
+
+
+def sanitize(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
+def table_name(repeat: str | None) -> str:
+    return "Submissions" if repeat is None else "Submissions." + ".".join(sanitize(p) for p in repeat.split("/"))
+
+
+def tables(schema: dict) -> list[str]:
+    return ["Submissions"] + [table_name(r) for r in schema.get("repeats", [])]
+
+
+def repeat_of_table(schema: dict, table: str) -> str | None:
+    for repeat in schema.get("repeats", []):
+        if table_name(repeat) == table:
+            return repeat
+    return None
+
+
+def visible_fields(schema: dict, personal: bool) -> list[dict]:
+    """Every field of the instance, as Central shows them, less personal data unless asked for."""
+    return [f for f in schema["fields"] if personal or not f.get("personal")]
+
+
+def service_document(context_url: str, schema: dict) -> dict:
+    return {"@odata.context": f"{context_url}/$metadata",
+            "value": [{"name": t, "kind": "EntitySet", "url": t} for t in tables(schema)]}
+
+
+def _relative(field: dict, repeat: str | None) -> list[str]:
+    path = field["path"][len(repeat) + 1:] if repeat else field["path"]
+    return path.split("/")
+
+
+def metadata(schema: dict, fields: list[dict]) -> str:
+    """The EDMX document: one entity type per table, complex types for groups."""
+    complex_types: dict[str, list[tuple[str, str]]] = {}
+    entity_types: dict[str, list[tuple[str, str]]] = {}
+    navigations: dict[str, list[str]] = {}
+    repeats = schema.get("repeats", [])
+    for repeat in [None] + repeats:
+        entity = "Submissions" if repeat is None else table_name(repeat)
+        props = entity_types.setdefault(entity, [])
+        for child in repeats:
+            parent = child.rsplit("/", 1)[0] if "/" in child else None
+            if parent == repeat:
+                navigations.setdefault(entity, []).append(table_name(child))
+        for field in fields:
+            if field["repeat"] != repeat:
+                continue
+            parts = _relative(field, repeat)
+            owner, type_path = props, [entity]
+            for group in parts[:-1]:
+                type_path.append(sanitize(group))
+                type_name = ".".join(type_path)
+                if (sanitize(group), f"{NS}.{type_name}") not in owner:
+                    owner.append((sanitize(group), f"{NS}.{type_name}"))
+                owner = complex_types.setdefault(type_name, [])
+            owner.append((sanitize(parts[-1]), EDM_TYPES.get(field["type"], "Edm.String")))
+    lines = ['<?xml version="1.0" encoding="UTF-8"?>',
+             '<edmx:Edmx xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx" Version="4.0">',
+             "  <edmx:DataServices>",
+             f'    <Schema xmlns="http://docs.oasis-open.org/odata/ns/edm" Namespace="{NS}">']
+    for entity, props in entity_types.items():
+        lines.append(f'      <EntityType Name="{escape(entity)}">')
+        lines.append('        <Key><PropertyRef Name="__id"/></Key>')
+        lines.append('        <Property Name="__id" Type="Edm.String"/>')
+        if entity == "Submissions":
+            lines.append(f'        <Property Name="__system" Type="{NS}.metadata"/>')
+        else:
+            parent = entity.rsplit(".", 1)[0]
+            lines.append(f'        <Property Name="__{escape(sanitize(parent))}-id" Type="Edm.String"/>')
+        for name, kind in props:
+            lines.append(f"        <Property Name={quoteattr(name)} Type={quoteattr(kind)}/>")
+        for target in navigations.get(entity, []):
+            name = target.rsplit(".", 1)[1]
+            lines.append(f'        <NavigationProperty Name={quoteattr(name)} Type="Collection({NS}.{escape(target)})"/>')
+        lines.append("      </EntityType>")
+    for type_name, props in complex_types.items():
+        lines.append(f"      <ComplexType Name={quoteattr(type_name)}>")
+        for name, kind in props:
+            lines.append(f"        <Property Name={quoteattr(name)} Type={quoteattr(kind)}/>")
+        lines.append("      </ComplexType>")
+    lines.append(f'      <ComplexType Name="metadata">')
+    for name, kind in SYSTEM_FIELDS:
+        lines.append(f'        <Property Name="{name}" Type="{kind}"/>')
+    lines.append("      </ComplexType>")
+    lines.append('      <EntityContainer Name="SubmissionsContainer">')
+    for entity in entity_types:
+        lines.append(f'        <EntitySet Name={quoteattr(entity)} EntityType={quoteattr(NS + "." + entity)}/>')
+    lines += ["      </EntityContainer>", "    </Schema>", "  </edmx:DataServices>", "</edmx:Edmx>", ""]
+    return "\n".join(lines)
+
+
+def typed(field: dict, text: str | None, wkt: bool = False):
+    if text is None or text == "":
+        return None
+    kind = field["type"]
+    try:
+        if kind == "int":
+            return int(text)
+        if kind == "decimal":
+            return float(text)
+    except ValueError:
+        return text
+    if kind == "geopoint":
+        parts = text.split()
+        try:
+            lat, lon = float(parts[0]), float(parts[1])
+        except (IndexError, ValueError):
+            return text
+        alt = float(parts[2]) if len(parts) > 2 else None
+        if wkt:
+            return f"POINT ({lon} {lat}{'' if alt is None else f' {alt}'})"
+        point = {"type": "Point", "coordinates": [lon, lat] + ([alt] if alt is not None else [])}
+        if len(parts) > 3:
+            point["properties"] = {"accuracy": float(parts[3])}
+        return point
+    return text
+
+
+def _put(row: dict, parts: list[str], value) -> None:
+    for group in parts[:-1]:
+        row = row.setdefault(sanitize(group), {})
+    row[sanitize(parts[-1])] = value
+
+
+def row_id(instance_id: str, repeat: str, index: int) -> str:
+    return hashlib.sha1(f"{instance_id}/{repeat}/{index}".encode()).hexdigest()
+
+
+def submission_row(system: dict, instance_id: str, values: dict, fields: list[dict], repeats: list[str],
+                   expand: bool, wkt: bool) -> dict:
+    row = {"__id": instance_id}
+    for field in fields:
+        if field["repeat"] is None:
+            _put(row, _relative(field, None), typed(field, values.get(field["path"]), wkt))
+    for repeat in repeats:
+        if "/" in repeat:
+            continue  # nested repeats are reached through their parent's table
+        name = sanitize(repeat)
+        if expand:
+            row[name] = repeat_rows(instance_id, values, fields, repeat, wkt, with_parent=False)
+        else:
+            row[f"{name}@odata.navigationLink"] = f"Submissions('{instance_id}')/{name}"
+    row["__system"] = system
+    return row
+
+
+def repeat_rows(instance_id: str, values: dict, fields: list[dict], repeat: str, wkt: bool,
+                with_parent: bool = True) -> list[dict]:
+    rows = []
+    for index, item in enumerate(values.get(repeat) or []):
+        out = {"__id": row_id(instance_id, repeat, index)}
+        for field in fields:
+            if field["repeat"] == repeat:
+                _put(out, _relative(field, repeat), typed(field, item.get(field["path"][len(repeat) + 1:]), wkt))
+        if with_parent:
+            out["__Submissions-id"] = instance_id
+        rows.append(out)
+    return rows
+
+
+def skiptoken(position: dict) -> str:
+    return "01" + base64.b64encode(json.dumps(position, separators=(",", ":")).encode()).decode()
+
+
+def read_skiptoken(token: str) -> dict | None:
+    if not token.startswith("01"):
+        return None
+    try:
+        return json.loads(base64.b64decode(token[2:]))
+    except (ValueError, json.JSONDecodeError):
+        return None
