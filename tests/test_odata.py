@@ -165,3 +165,32 @@ def test_paging_through_ten_thousand_returns_each_exactly_once(app, client, make
     streamed = client.get("/v1/projects/1/forms/consultation_log.svc/Submissions?$select=__id", headers=coordinator)
     ids = [r["__id"] for r in json.loads(streamed.data)["value"]]
     assert sorted(ids) == sorted(seen)
+
+
+def test_submissions_csv_zip_like_central(client, make_user, sent):
+    import csv
+    import io
+    import zipfile
+
+    coordinator = make_user("coordinator")
+    response = client.get("/v1/projects/1/forms/seminar_attendance/submissions.csv.zip", headers=coordinator)
+    assert response.status_code == 200 and response.headers["Content-Type"] == "application/zip"
+    assert 'filename=seminar_attendance.zip' in response.headers["Content-Disposition"]
+    archive = zipfile.ZipFile(io.BytesIO(response.data))
+    assert set(archive.namelist()) == {"seminar_attendance.csv", "seminar_attendance-participant.csv"}
+    root = list(csv.DictReader(io.StringIO(archive.read("seminar_attendance.csv").decode())))
+    assert [r["KEY"] for r in root] == list(reversed(sent))
+    assert root[0]["village"] == "Ivanovka" and root[0]["location-Latitude"] == "42.87"
+    assert root[0]["location-Accuracy"] == "5" and root[0]["meta-instanceID"] == root[0]["KEY"]
+    header = archive.read("seminar_attendance.csv").decode().splitlines()[0].split(",")
+    assert header[0] == "SubmissionDate" and header[-10:] == ["KEY", "SubmitterID", "SubmitterName",
+                                                                "AttachmentsPresent", "AttachmentsExpected", "Status",
+                                                                "ReviewState", "DeviceID", "Edits", "FormVersion"]
+    participants = list(csv.DictReader(io.StringIO(archive.read("seminar_attendance-participant.csv").decode())))
+    assert len(participants) == 6 and participants[0]["PARENT_KEY"] in sent
+    assert "full_name" not in participants[0]  # personal data stays out unless asked for
+    named = zipfile.ZipFile(io.BytesIO(client.get(
+        "/v1/projects/1/forms/seminar_attendance/submissions.csv.zip?personal=true", headers=coordinator).data))
+    assert "full_name" in named.read("seminar_attendance-participant.csv").decode().splitlines()[0]
+    flat = client.get("/v1/projects/1/forms/seminar_attendance/submissions.csv", headers=coordinator)
+    assert flat.status_code == 200 and flat.data.decode().count("\n") == 4

@@ -1,0 +1,101 @@
+"""`submissions.csv.zip` and `submissions.csv`, as ODK Central serves them: the root table, one
+CSV per repeat and (unless `attachments=false`) the media files, built in a temporary file so
+memory stays flat however many submissions there are."""
+import tempfile
+import zipfile
+
+from flask import Response, request, send_file, stream_with_context
+
+from .. import storage
+from ..audit import record
+from ..extensions import write_transaction
+from ..formats import csv_export
+from ..formats.odata import visible_fields
+from ..formats.submission import field_values
+from ..formats.xml import parse_untrusted
+from ..models import Submission
+from . import bp
+from .odata import BATCH, _base_query, _edits, _form, _load, _names, _system
+
+BASE = "/v1/projects/<int:project_id>/forms/<xml_form_id>/submissions"
+
+
+def _batches(query):
+    """(submission, its __system block) for every row of `query`, newest first, in batches."""
+    query = query.order_by(Submission.id.desc())
+    last_id = None
+    while True:
+        page = _load(query if last_id is None else query.where(Submission.id < last_id), BATCH)
+        if not page:
+            return
+        names, edits = _names(page), _edits(page)
+        for submission in page:
+            system = _system(submission, names, edits.get(submission.id, 0))
+            system["key"] = submission.instance_id
+            yield submission, system
+        last_id = page[-1].id
+        if len(page) < BATCH:
+            return
+
+
+def _audit(actor, form, what, personal):
+    with write_transaction():
+        record("form.submissions.export", actor, subject=form,
+               details={"format": what, "personal": personal, "filter": request.args.get("$filter")})
+
+
+@bp.get(BASE + ".csv.zip")
+def submissions_zip(project_id, xml_form_id):
+    actor, form, personal = _form(project_id, xml_form_id)
+    schema = form.current_version.schema
+    fields = visible_fields(schema, personal)
+    with_media = (request.args.get("attachments") or "true").lower() != "false"
+    personal_files = {f["path"] for f in schema["fields"] if f.get("personal") and f["type"] == "binary"}
+    _audit(actor, form, "csv.zip", personal)
+    out = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        tables = {None: archive.open(f"{xml_form_id}.csv", "w", force_zip64=True)}
+        tables[None].write(csv_export.line(csv_export.root_header(fields)).encode("utf-8"))
+        repeats = schema.get("repeats", [])
+        spooled = {r: tempfile.TemporaryFile() for r in repeats}
+        for repeat in repeats:
+            spooled[repeat].write(csv_export.line(csv_export.repeat_header(fields, repeat)).encode("utf-8"))
+        media = []
+        for submission, system in _batches(_base_query(actor, form)):
+            values = field_values(parse_untrusted(submission.current_def.xml), schema)
+            tables[None].write(csv_export.line(csv_export.root_row(fields, values, system)).encode("utf-8"))
+            for repeat in repeats:
+                for row in csv_export.repeat_rows(fields, values, repeat, submission.instance_id):
+                    spooled[repeat].write(csv_export.line(row).encode("utf-8"))
+            if with_media:
+                hidden = {values.get(p) for p in personal_files} if not personal else set()
+                media += [(a.name, a.blob.sha256) for a in submission.current_def.attachments
+                          if a.blob is not None and a.name not in hidden]
+        tables[None].close()
+        for repeat, handle in spooled.items():
+            handle.seek(0)
+            with archive.open(f"{xml_form_id}-{repeat.replace('/', '-')}.csv", "w", force_zip64=True) as target:
+                while chunk := handle.read(1024 * 1024):
+                    target.write(chunk)
+            handle.close()
+        for name, sha256 in media:
+            archive.write(storage.path_of(sha256), f"media/{name}")
+    out.seek(0)
+    return send_file(out, mimetype="application/zip", as_attachment=True, download_name=f"{xml_form_id}.zip")
+
+
+@bp.get(BASE + ".csv")
+def submissions_csv(project_id, xml_form_id):
+    actor, form, personal = _form(project_id, xml_form_id)
+    schema = form.current_version.schema
+    fields = visible_fields(schema, personal)
+    _audit(actor, form, "csv", personal)
+    query = _base_query(actor, form)  # built now: the form row is not needed while streaming
+
+    def generate():
+        yield csv_export.line(csv_export.root_header(fields))
+        for submission, system in _batches(query):
+            yield csv_export.line(csv_export.root_row(
+                fields, field_values(parse_untrusted(submission.current_def.xml), schema), system))
+    return Response(stream_with_context(generate()), content_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{xml_form_id}.csv"'})
