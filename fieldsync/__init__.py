@@ -33,6 +33,9 @@ def create_app(overrides: dict | None = None) -> Flask:
         install_sqlite_begin(db.engine)
 
     from . import httpkit
+    # Ids in URLs stay within what every database's integer holds: a larger one is simply
+    # not found (404), never an overflow deep in the driver.
+    app.url_map.converters["int"] = httpkit.IdConverter
     from .api import bp as api_bp
     from .openrosa import bp as openrosa_bp
 

@@ -11,6 +11,7 @@ import functools
 from flask import current_app, g, request
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 from werkzeug.http import http_date
 
 from . import problems
@@ -21,6 +22,27 @@ from .formats import openrosa as openrosa_xml
 from .models import utcnow
 
 OPENROSA_VERSION = "1.0"
+MAX_ID = 2**31 - 1
+
+
+class IdConverter(IntegerConverter):
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("max", MAX_ID)
+        super().__init__(map, *args, **kwargs)
+
+
+def bounded_int(name: str, default: int | None = None, low: int = 0, high: int = MAX_ID) -> int | None:
+    """An integer query parameter, refused with 400 when it is not one or out of range."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise problems.unexpected_value(field=name, value=raw, reason="a whole number") from None
+    if not low <= value <= high:
+        raise problems.unexpected_value(field=name, value=raw, reason=f"between {low} and {high}")
+    return value
 
 
 def current_actor() -> Actor | None:

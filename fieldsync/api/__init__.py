@@ -6,4 +6,4 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__)
 
-from . import central, exports, health, indicators, odata, programme, sessions, submissions  # noqa: E402,F401  (registers the routes)
+from . import central, exports, health, indicators, odata, openapi, programme, sessions, submissions  # noqa: E402,F401  (registers the routes)

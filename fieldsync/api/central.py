@@ -9,7 +9,8 @@ from ..httpkit import current_actor
 from ..ingest import Upload, attach, receive
 from ..models import iso
 from ..xlsform import queries as form_queries
-from . import bp
+from . import bp, schemas
+from .openapi import documented
 from .submissions import BASE as SUBMISSIONS, submission_json
 
 
@@ -34,6 +35,7 @@ def _actor():
 
 
 @bp.get("/v1/projects")
+@documented("Projects (Central shape)", response=schemas.Project, many=True, errors=("401", "403"))
 def list_projects():
     actor = _actor()
     project = programme.project(programme.PROJECT_ID)
@@ -42,6 +44,7 @@ def list_projects():
 
 
 @bp.get("/v1/projects/<int:project_id>")
+@documented("One project", response=schemas.Project)
 def get_project(project_id):
     require(_actor(), "project.read", project_id=project_id)
     project = programme.project(project_id)
@@ -51,6 +54,7 @@ def get_project(project_id):
 
 
 @bp.get("/v1/projects/<int:project_id>/forms")
+@documented("Published forms (Central shape)", response=schemas.Form, many=True)
 def list_forms(project_id):
     require(_actor(), "form.list", project_id=project_id)
     if programme.project(project_id) is None:
@@ -59,6 +63,7 @@ def list_forms(project_id):
 
 
 @bp.get("/v1/projects/<int:project_id>/forms/<xml_form_id>")
+@documented("One form", response=schemas.Form)
 def get_form(project_id, xml_form_id):
     require(_actor(), "form.read", project_id=project_id)
     form = form_queries.form_by_xml_id(project_id, xml_form_id)
@@ -68,6 +73,7 @@ def get_form(project_id, xml_form_id):
 
 
 @bp.put(SUBMISSIONS + "/<instance_id>")
+@documented("Edit a submission: new XML with meta/deprecatedID", body=True, body_content="application/xml", response=schemas.Submission, errors=("400", "401", "403", "404", "409", "413"))
 def edit_submission(project_id, xml_form_id, instance_id):
     """Central's REST edit: the new XML, with meta/deprecatedID, replaces the current version."""
     actor = _actor()
@@ -85,6 +91,7 @@ def edit_submission(project_id, xml_form_id, instance_id):
 
 
 @bp.post(SUBMISSIONS + "/<instance_id>/attachments/<name>")
+@documented("Upload one attachment of a submission", body=True, body_content="application/octet-stream", response=schemas.Success, errors=("400", "401", "403", "404", "413"))
 def upload_attachment(project_id, xml_form_id, instance_id, name):
     actor = _actor()
     form = review.form_for(actor, project_id, xml_form_id)
@@ -95,6 +102,7 @@ def upload_attachment(project_id, xml_form_id, instance_id, name):
 
 
 @bp.delete("/v1/sessions/<token>")
+@documented("Sign out (a token, or current)", response=schemas.Success, errors=("401", "404"))
 def end_session(token):
     actor = _actor()
     accounts.end_session(actor, token)

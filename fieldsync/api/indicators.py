@@ -13,7 +13,8 @@ from ..indicators import targets as target_store
 from ..indicators.values import format_value, read
 from ..models import iso
 from ..extensions import write_transaction
-from . import bp
+from . import bp, schemas
+from .openapi import documented
 from .sessions import json_body
 
 BASE = "/v1/projects/<int:project_id>"
@@ -45,6 +46,7 @@ def _value_json(cell, with_targets: bool) -> dict:
 
 
 @bp.get(BASE + "/indicator-values")
+@documented("Indicator values as DHIS2 dataValueSets", response=schemas.DataValueSet, query={"dataElement": {"type": "string"}, "orgUnit": {"type": "string"}, "period": {"type": "string"}, "approvedOnly": {"type": "string", "enum": ["true", "false"]}, "targets": {"type": "string", "enum": ["true", "false"]}})
 def indicator_values(project_id):
     _actor, cells = _cells(project_id)
     with_targets = request.args.get("targets") in ("true", "1")
@@ -88,6 +90,7 @@ def indicator_values_xlsx(project_id):
 
 
 @bp.get(BASE + "/indicators")
+@documented("Indicator definitions", response=schemas.Indicator, many=True)
 def list_indicators(project_id):
     require(current_actor(), "indicator.read", project_id=project_id)
     return [{"id": d.id, "name": d.name, "kind": d.family,
@@ -96,6 +99,7 @@ def list_indicators(project_id):
 
 
 @bp.get(BASE + "/targets")
+@documented("Targets per grantee, indicator and period", response=schemas.Target, many=True)
 def get_targets(project_id):
     actor = current_actor()
     require(actor, "indicator.read", project_id=project_id)
@@ -105,6 +109,7 @@ def get_targets(project_id):
 
 
 @bp.put(BASE + "/targets")
+@documented("Set one target", body=schemas.TargetPut, response=schemas.Target)
 def put_target(project_id):
     actor = current_actor()
     require(actor, "target.manage", project_id=project_id)
@@ -126,6 +131,7 @@ def _candidate_json(candidate) -> dict:
 
 
 @bp.get(BASE + "/duplicates")
+@documented("Duplicate candidates", response=schemas.Candidate, many=True, query={"status": {"type": "string", "enum": ["open", "merged", "not_duplicate", "gone", "all"]}})
 def list_duplicates(project_id):
     actor = current_actor()
     require(actor, "duplicate.resolve", project_id=project_id)
@@ -134,6 +140,7 @@ def list_duplicates(project_id):
 
 
 @bp.post(BASE + "/duplicates/<int:candidate_id>")
+@documented("Merge, or mark not a duplicate", body=schemas.DuplicateDecision, response=schemas.Candidate, errors=("400", "401", "403", "404"))
 def decide_duplicate(project_id, candidate_id):
     actor = current_actor()
     require(actor, "duplicate.resolve", project_id=project_id)

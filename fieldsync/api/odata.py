@@ -19,9 +19,10 @@ from ..formats import odata
 from ..formats.odata_query import mentions, parse, to_sql
 from ..formats.submission import field_values
 from ..formats.xml import parse_untrusted
-from ..httpkit import current_actor, public_base_url
+from ..httpkit import bounded_int, current_actor, public_base_url
 from ..models import AppUser, Submission, SubmissionDef, WebUser, iso
-from . import bp
+from . import bp, schemas
+from .openapi import documented
 
 BASE = "/v1/projects/<int:project_id>/forms/<xml_form_id>.svc"
 KNOWN_OPTIONS = {"$top", "$skip", "$skiptoken", "$count", "$filter", "$orderby", "$wkt", "$select", "$expand",
@@ -58,6 +59,7 @@ def _json(body, status=200) -> Response:
 
 
 @bp.get(BASE)
+@documented("OData service document", response=schemas.ODataDocument, tags=("OData",))
 def service_document(project_id, xml_form_id):
     _actor, form, _personal = _form(project_id, xml_form_id)
     return _json(odata.service_document(_context_url(project_id, xml_form_id), form.current_version.schema))
@@ -91,14 +93,7 @@ def _options():
     if request.args.get("$orderby") and request.args.get("$skiptoken"):
         raise problems.odata_unsupported(feature="$orderby with $skiptoken")
 
-    def number(name):
-        raw = request.args.get(name)
-        if raw is None:
-            return None
-        if not raw.isdigit():
-            raise problems.unexpected_value(field=name, value=raw, reason="a whole number")
-        return int(raw)
-    return number("$top"), number("$skip") or 0
+    return bounded_int("$top"), bounded_int("$skip") or 0
 
 
 def _base_query(actor, form):
@@ -188,6 +183,7 @@ def _select(row: dict, selected: list[str] | None) -> dict:
 
 
 @bp.get(BASE + "/<table>")
+@documented("OData table: Submissions or a repeat", response=schemas.ODataDocument, tags=("OData",), errors=("400", "401", "403", "404", "501"), query={"$top": {"type": "integer", "minimum": 0}, "$skip": {"type": "integer", "minimum": 0}, "$count": {"type": "string", "enum": ["true", "false"]}, "$filter": {"type": "string"}, "$select": {"type": "string"}})
 def table(project_id, xml_form_id, table):
     actor, form, personal = _form(project_id, xml_form_id)
     schema = form.current_version.schema

@@ -4,10 +4,12 @@ from ..auth import grantee_scope, require
 from ..httpkit import current_actor
 from ..models import iso
 from .. import programme
-from . import bp
+from . import bp, schemas
+from .openapi import documented
 
 
 @bp.get("/v1/projects/<int:project_id>/grantees")
+@documented("The grantees this user may see", response=schemas.Grantee, many=True)
 def list_grantees(project_id: int):
     actor = current_actor()
     require(actor, "grantee.read", project_id=project_id)

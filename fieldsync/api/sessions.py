@@ -6,7 +6,8 @@ from ..auth import accounts
 from ..httpkit import current_actor
 from ..models import WebUser, iso
 from ..extensions import db
-from . import bp
+from . import bp, schemas
+from .openapi import documented
 
 
 def json_body() -> dict:
@@ -17,6 +18,7 @@ def json_body() -> dict:
 
 
 @bp.post("/v1/sessions")
+@documented("Sign in: a Bearer session token (as ODK Central)", body=schemas.SessionCreate, response=schemas.SessionOut, errors=("400", "401"))
 def create_session():
     body = json_body()
     email, password = body.get("email"), body.get("password")
@@ -34,6 +36,7 @@ def user_json(user: WebUser) -> dict:
 
 
 @bp.get("/v1/users/current")
+@documented("Who am I?", response=schemas.User, errors=("401",))
 def current_user():
     actor = current_actor()
     if actor is None or actor.kind != "user":

@@ -4,10 +4,11 @@ from flask import Response, current_app, request
 
 from .. import problems, review
 from ..auth import can
-from ..httpkit import current_actor
+from ..httpkit import bounded_int, current_actor
 from ..ingest import Upload, receive
 from ..models import Audit, Comment, Submission, SubmissionDef, iso
-from . import bp
+from . import bp, schemas
+from .openapi import documented
 from .sessions import json_body
 
 BASE = "/v1/projects/<int:project_id>/forms/<xml_form_id>/submissions"
@@ -54,17 +55,19 @@ def submission_json(submission: Submission) -> dict:
 
 
 @bp.get(BASE)
+@documented("Submissions of a form, newest first", response=schemas.Submission, many=True, query={"limit": {"type": "integer", "minimum": 1}, "after": {"type": "integer"}, "deleted": {"type": "string", "enum": ["true", "false"]}})
 def list_submissions(project_id, xml_form_id):
     actor = _actor()
     form = review.form_for(actor, project_id, xml_form_id)
-    limit = request.args.get("limit", 100, type=int)
-    after = request.args.get("after", type=int)
+    limit = bounded_int("limit", 100, low=1)
+    after = bounded_int("after")
     rows = review.list_submissions(actor, form, limit=limit, after_id=after,
                                    include_deleted=request.args.get("deleted") == "true")
     return [submission_json(s) for s in rows]
 
 
 @bp.post(BASE)
+@documented("Create a submission from its XML (Central REST)", body=True, body_content="application/xml", response=schemas.Submission, errors=("400", "401", "403", "404", "409", "413"))
 def create_submission(project_id, xml_form_id):
     """Central's REST submission: a raw XML body, answered 200 with the submission's JSON."""
     actor = _actor()
@@ -80,6 +83,7 @@ def create_submission(project_id, xml_form_id):
 
 
 @bp.get(BASE + "/<instance_id>")
+@documented("One submission", response=schemas.Submission)
 def get_submission(project_id, xml_form_id, instance_id):
     _actor_, submission = _found(project_id, xml_form_id, instance_id)
     return submission_json(submission)
@@ -92,12 +96,14 @@ def submission_xml(project_id, xml_form_id, instance_id):
 
 
 @bp.get(BASE + "/<instance_id>/versions")
+@documented("The edit chain of a submission, newest first", response=schemas.Version, many=True)
 def submission_versions(project_id, xml_form_id, instance_id):
     _actor_, submission = _found(project_id, xml_form_id, instance_id)
     return [version_json(d, d.id == submission.current_def_id) for d in reversed(submission.defs)]
 
 
 @bp.get(BASE + "/<instance_id>/attachments")
+@documented("Files a submission names, and whether each arrived", response=schemas.Attachment, many=True)
 def submission_attachments(project_id, xml_form_id, instance_id):
     _actor_, submission = _found(project_id, xml_form_id, instance_id)
     return [{"name": a.name, "exists": a.blob_id is not None} for a in review.attachments(submission)]
@@ -116,6 +122,7 @@ def submission_attachment(project_id, xml_form_id, instance_id, name):
 
 
 @bp.patch(BASE + "/<instance_id>")
+@documented("Set the review state", body=schemas.ReviewUpdate, response=schemas.Submission)
 def update_submission(project_id, xml_form_id, instance_id):
     actor, submission = _found(project_id, xml_form_id, instance_id)
     state = json_body().get("reviewState")
@@ -131,18 +138,21 @@ def comment_json(comment: Comment) -> dict:
 
 
 @bp.get(BASE + "/<instance_id>/comments")
+@documented("Comments on a submission", response=schemas.Comment, many=True)
 def list_comments(project_id, xml_form_id, instance_id):
     _actor_, submission = _found(project_id, xml_form_id, instance_id)
     return [comment_json(c) for c in review.comments(submission)]
 
 
 @bp.post(BASE + "/<instance_id>/comments")
+@documented("Comment on a submission", body=schemas.CommentCreate, response=schemas.Comment)
 def add_comment(project_id, xml_form_id, instance_id):
     actor, submission = _found(project_id, xml_form_id, instance_id)
     return comment_json(review.add_comment(actor, submission, json_body().get("body")))
 
 
 @bp.delete(BASE + "/<instance_id>")
+@documented("Delete a submission (it can be restored)", response=schemas.Success)
 def delete_submission(project_id, xml_form_id, instance_id):
     actor, submission = _found(project_id, xml_form_id, instance_id)
     review.delete(actor, submission)
@@ -150,6 +160,7 @@ def delete_submission(project_id, xml_form_id, instance_id):
 
 
 @bp.post(BASE + "/<instance_id>/restore")
+@documented("Restore a deleted submission", response=schemas.Success)
 def restore_submission(project_id, xml_form_id, instance_id):
     actor, submission = _found(project_id, xml_form_id, instance_id, deleted_ok=True)
     review.restore(actor, submission)
@@ -162,6 +173,7 @@ def audit_json(audit: Audit) -> dict:
 
 
 @bp.get(BASE + "/<instance_id>/audits")
+@documented("Who did, saw or exported what with this submission", response=schemas.AuditEntry, many=True)
 def submission_audits(project_id, xml_form_id, instance_id):
     actor, submission = _found(project_id, xml_form_id, instance_id)
     if not can(actor, "audit.read"):
