@@ -10,6 +10,7 @@ import functools
 
 from flask import current_app, g, request
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 from werkzeug.http import http_date
@@ -67,7 +68,8 @@ def _authenticate() -> Actor | None:
     if not header:
         return None
     if scheme.lower() == "bearer":
-        session = accounts.session_for_token(credentials.strip())
+        session = accounts.session_for_token(credentials.strip(),
+                                             current_app.config["FIELDSYNC"]["SESSION_TTL_HOURS"])
         if session is None:
             raise problems.auth_failed()
         return accounts.actor_for_user(session.user, session)
@@ -131,8 +133,11 @@ def register(app):
             return exc
         return render_problem(make(exc))
 
+    # A lost or refused connection (including one found dead at commit) and an exhausted pool
+    # are the database being unavailable or busy: 503, which Collect retries, never a 500.
     @app.errorhandler(OperationalError)
     @app.errorhandler(DBAPIError)
+    @app.errorhandler(PoolTimeout)
     def _database(exc):
         app.logger.warning("database unavailable: %s", exc)
         _rollback()

@@ -116,3 +116,31 @@ def test_app_user_needs_exactly_one_of_grantee_or_evaluator(cli):
 def test_app_user_token_cannot_use_the_web_api(client, make_app_user):
     token = make_app_user()["token"]
     assert client.get("/v1/users/current", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_sessions_expire_are_renewed_in_use_and_can_be_ended(app, client, cli):
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from fieldsync.extensions import db
+    from fieldsync.models import Session, utcnow
+
+    cli("users", "create", "s@example.org", "--role", "viewer", env=PASSWORD)
+    token = client.post("/v1/sessions", json={"email": "s@example.org", "password": "correct horse battery"}).get_json()["token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    with app.app_context():
+        session = db.session.scalar(select(Session))
+        session.expires_at = utcnow() + timedelta(hours=1)  # less than half of the 24 h left
+        db.session.commit()
+    assert client.get("/v1/users/current", headers=bearer).status_code == 200
+    with app.app_context():
+        renewed = db.session.scalar(select(Session)).expires_at
+        assert renewed > utcnow() + timedelta(hours=23)
+        db.session.scalar(select(Session)).expires_at = utcnow() - timedelta(seconds=1)
+        db.session.commit()
+    assert client.get("/v1/users/current", headers=bearer).status_code == 401  # expired
+    token = client.post("/v1/sessions", json={"email": "s@example.org", "password": "correct horse battery"}).get_json()["token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert client.delete("/v1/sessions/current", headers=bearer).status_code == 200
+    assert client.get("/v1/users/current", headers=bearer).status_code == 401

@@ -101,9 +101,10 @@ def upload_attachment(project_id, xml_form_id, instance_id, name):
     return {"success": True}
 
 
-@bp.delete("/v1/sessions/<token>")
+@bp.delete("/v1/sessions/<session_token>")
 @documented("Sign out (a token, or current)", response=schemas.Success, errors=("401", "404"))
-def end_session(token):
+def end_session(session_token):
+    # Not named `token`: that path variable means a device token in `/v1/key/{token}` URLs.
     actor = _actor()
-    accounts.end_session(actor, token)
+    accounts.end_session(actor, session_token)
     return {"success": True}

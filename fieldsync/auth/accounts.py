@@ -85,10 +85,18 @@ def start_session(email: str, password: str, ttl_hours: int) -> tuple[str, Sessi
     return token, session
 
 
-def session_for_token(token: str) -> Session | None:
+def session_for_token(token: str, ttl_hours: int | None = None) -> Session | None:
+    """The live session for a Bearer token. A session in use is renewed: once less than half
+    its lifetime is left, it is extended to a full one (one write per half lifetime at most),
+    so a script that keeps working keeps its token and an idle one expires."""
     session = db.session.scalar(select(Session).where(Session.token_hash == tokens.digest(token)))
-    if session is None or session.expires_at <= utcnow() or session.user.disabled_at is not None:
+    now = utcnow()
+    if session is None or session.expires_at <= now or session.user.disabled_at is not None:
         return None
+    if ttl_hours and session.expires_at - now < timedelta(hours=ttl_hours) / 2:
+        with write_transaction():
+            session = db.session.get(Session, session.id)
+            session.expires_at = now + timedelta(hours=ttl_hours)
     return session
 
 
