@@ -15,6 +15,7 @@ from flask.cli import AppGroup, with_appcontext
 from flask_migrate import upgrade
 
 from . import problems, programme
+from .backup.cli import backup_command, restore_command
 from .auth import accounts
 from .formats import collect_settings
 from .records.media import GENERATED
@@ -233,3 +234,5 @@ def register(app):
     app.cli.add_command(setup_command)
     for group in (forms_cli, users_cli, app_users_cli, indicators_cli, targets_cli, demo_cli):
         app.cli.add_command(group)
+    app.cli.add_command(backup_command)
+    app.cli.add_command(restore_command)
