@@ -226,7 +226,7 @@ def demo_load(seed):
 
     path = Path(settings()["FORMS_PATH"]) / "demo" / "reported_results.csv"
     outcomes = demo.load(programme.PROJECT_ID, path, seed)
-    indicators.process_pending(limit=10**9)
+    indicators.process_pending(limit=10**9, batch=200)
     click.echo("Demo loaded: " + ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) + ".")
 
 

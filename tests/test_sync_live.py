@@ -61,7 +61,7 @@ def test_sigkill_mid_burst_loses_nothing_acknowledged(app, live_server, device):
     token = device["token"]
     form_xml = form_xml_from(server, token)
     uploads = []
-    for i in range(160):
+    for i in range(300):
         xml = instance_xml(form_xml, {**SEMINAR, "village": f"Village {i}", "photo": f"p{i}.jpg"})
         uploads.append((xml, {f"p{i}.jpg": b"\xff\xd8\xff" + hashlib.sha256(str(i).encode()).digest() * 4000}))
     acknowledged, lock, killed = [], threading.Lock(), threading.Event()
@@ -69,7 +69,7 @@ def test_sigkill_mid_burst_loses_nothing_acknowledged(app, live_server, device):
     def one(upload):
         xml, files = upload
         try:
-            response = send(server.url, token, xml, files, timeout=10)
+            response = send(server.url, token, xml, files, timeout=30)
         except requests.RequestException:
             return
         if response.status_code == 201:

@@ -15,10 +15,12 @@ log = logging.getLogger(__name__)
 __all__ = ["definitions", "init_app", "process_pending", "recompute", "refresh_sources"]
 
 
-def _on_submissions_changed(app, **_):
+def _on_submissions_changed(app, submission_ids=(), **_):
     # The change itself is committed already; a failure here must never undo or hide it.
     try:
-        process_pending()
+        # A request rebuilds only what it changed; a backlog (after a restart, a burst that
+        # outran it) is the scheduled job's, so no upload waits behind another's work.
+        process_pending(only=submission_ids)
     except Exception:
         log.exception("indicator update failed; the reconcile job will catch up")
         from ..extensions import db

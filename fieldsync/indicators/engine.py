@@ -192,18 +192,21 @@ def refresh_sources(keys, defs: Definitions | None = None) -> int:
     return touched
 
 
-def process_pending(limit: int = 10_000, batch: int = 200) -> int:
+def process_pending(limit: int = 10_000, batch: int = 25, only=()) -> int:
     """Rebuild records and indicators for queued submissions; returns how many were done.
 
     Each batch is one transaction: its submissions' records are rebuilt, then every source
-    they touch is recomputed once. Rows another worker has claimed are skipped (PostgreSQL).
+    they touch is recomputed once. Batches stay small because on SQLite a batch holds the one
+    write lock, and devices' uploads wait behind it. Rows another worker has claimed are
+    skipped (PostgreSQL). `only` restricts the work to those submissions.
     """
     done = 0
     while done < limit:
         with write_transaction():
-            claimed = db.session.scalars(
-                select(PendingRecord).order_by(PendingRecord.queued_at, PendingRecord.submission_id)
-                .limit(min(batch, limit - done)).with_for_update(skip_locked=True)).all()
+            query = select(PendingRecord).order_by(PendingRecord.queued_at, PendingRecord.submission_id)
+            if only:
+                query = query.where(PendingRecord.submission_id.in_(list(only)))
+            claimed = db.session.scalars(query.limit(min(batch, limit - done)).with_for_update(skip_locked=True)).all()
             if not claimed:
                 break
             touched: set[str] = set()

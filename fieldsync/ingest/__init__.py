@@ -104,7 +104,7 @@ def receive(project_id: int, actor: Actor, upload: Upload, max_bytes: int,
             if attempt == 2:
                 raise
     if announce and received.outcome != "resent":
-        records.announce()
+        records.announce(received.submission.id)
     return received
 
 

@@ -19,6 +19,6 @@ def queue(submission_id: int) -> None:
         db.session.flush()
 
 
-def announce() -> None:
-    """After the commit: tell whoever listens that queued submissions wait."""
-    submissions_changed.send(current_app._get_current_object())
+def announce(*submission_ids: int) -> None:
+    """After the commit: tell whoever listens that these queued submissions wait."""
+    submissions_changed.send(current_app._get_current_object(), submission_ids=submission_ids)

@@ -16,6 +16,7 @@ from rapidfuzz import fuzz, process
 from .names import FUZZY_CANDIDATE_THRESHOLD, name_similarity
 
 MERGED, NOT_DUPLICATE = "merged", "not_duplicate"
+PREFILTER_MARGIN = 20.0
 
 
 @dataclass
@@ -74,10 +75,16 @@ def event_likeness(a: EventView, b: EventView) -> Candidate | None:
     """A weaker match worth a coordinator's look (never merged without one)."""
     if a.event_type != b.event_type:
         return None
+    if a.persons and b.persons and a.village_key != b.village_key and not (a.persons & b.persons):
+        return None  # two registers, no one in common, another village: two events
     reasons, score = [], 50.0
     if a.village_key == b.village_key:
         score += 20
     else:
+        # A day with hundreds of events compares every pair: a C-speed ratio first, the
+        # careful score only for the few that could pass.
+        if fuzz.ratio(a.village_key, b.village_key) < FUZZY_CANDIDATE_THRESHOLD - PREFILTER_MARGIN:
+            return None
         similarity = name_similarity(a.village_key, b.village_key)
         if similarity < FUZZY_CANDIDATE_THRESHOLD:
             return None
@@ -89,8 +96,6 @@ def event_likeness(a: EventView, b: EventView) -> Candidate | None:
         score += 10
     if a.persons and b.persons:
         common = len(a.persons & b.persons)
-        if common == 0 and a.village_key != b.village_key:
-            return None
         reasons.append(f"{common} participant(s) in common")
         score += 20 * common / min(len(a.persons), len(b.persons))
     elif a.headcount_only and b.headcount_only:
@@ -152,9 +157,6 @@ def group_events(events: list[EventView], decisions: dict[tuple[str, str], str])
     # A candidate inside one group is settled already.
     open_candidates = [c for c in candidates if find(c.key_a) != find(c.key_b)]
     return list(groups.values()), open_candidates
-
-
-PREFILTER_MARGIN = 20.0
 
 
 def likely_same(person, others):

@@ -97,7 +97,7 @@ def set_review_state(actor: Actor, submission: Submission, state: str, notes: st
             details["notes"] = notes
         record("submission.update", actor, subject=submission, details=details)
         records.queue(submission.id)
-    records.announce()
+    records.announce(submission.id)
 
 
 def add_comment(actor: Actor, submission: Submission, body: str) -> Comment:
@@ -125,7 +125,7 @@ def delete(actor: Actor, submission: Submission) -> None:
         record("submission.delete", actor, subject=submission,
                details={"instanceId": submission.instance_id})
         records.queue(submission.id)
-    records.announce()
+    records.announce(submission.id)
 
 
 def restore(actor: Actor, submission: Submission) -> None:
@@ -137,7 +137,7 @@ def restore(actor: Actor, submission: Submission) -> None:
         record("submission.restore", actor, subject=submission,
                details={"instanceId": submission.instance_id})
         records.queue(submission.id)
-    records.announce()
+    records.announce(submission.id)
 
 
 def audits(submission: Submission) -> list[Audit]:
