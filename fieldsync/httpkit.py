@@ -149,6 +149,12 @@ def register(app):
         _rollback()
         return render_problem(problems.internal())
 
+    # Registered after Flask-SQLAlchemy's own teardown, so it runs first (Flask runs them in
+    # reverse): by then the answer is made, and a connection that died since (a restarted or
+    # failed-over database) makes the session's closing ROLLBACK raise, which would escape the
+    # app and reach the device as a bare 500, even for a submission already committed.
+    app.teardown_appcontext(_close_session)
+
     @app.after_request
     def _headers(response):
         response.headers.setdefault("Date", http_date(utcnow()))
@@ -172,6 +178,18 @@ def _rollback():
         db.session.rollback()
     except Exception:  # the connection itself may be gone; the pool will replace it
         pass
+
+
+def _close_session(exc=None):
+    try:
+        db.session.remove()
+    except Exception as error:
+        current_app.logger.warning("database connection lost before the session closed: %s", error)
+        try:
+            db.session.invalidate()  # discard the connection without talking to it again
+        except Exception:
+            pass
+        db.session.registry.clear()
 
 
 def public_base_url() -> str:

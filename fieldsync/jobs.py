@@ -15,15 +15,28 @@ from .extensions import db, write_transaction
 from .models import JobLock, utcnow
 
 log = logging.getLogger(__name__)
-HOLDER = f"{socket.gethostname()}:{os.getpid()}"
 
 
-def acquire(name: str, ttl_seconds: float, holder: str = HOLDER) -> bool:
-    """Take or renew the lease `name`; False when another live holder has it."""
+def holder_id() -> str:
+    """This process as a lease holder. Read at each call, not at import: a process forked after
+    importing this module (gunicorn with preload, multiprocessing) must not share its parent's name."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def acquire(name: str, ttl_seconds: float, holder: str | None = None) -> bool:
+    """Take or renew the lease `name`; False when another live holder has it.
+
+    The row is locked (PostgreSQL `FOR UPDATE`; SQLite's write lock) before it is judged, and
+    two processes inserting the first lease at once end with one winner and one IntegrityError,
+    which is rolled back and answered False.
+    """
+    holder = holder or holder_id()
     try:
         with write_transaction():
-            now = utcnow()
             lock = db.session.get(JobLock, name, with_for_update=True)
+            # The clock is read once the row is ours: time spent waiting for another holder's
+            # transaction must not be taken off the lease we write.
+            now = utcnow()
             if lock is None:
                 db.session.add(JobLock(name=name, holder=holder, expires_at=now + timedelta(seconds=ttl_seconds)))
                 return True
@@ -35,7 +48,8 @@ def acquire(name: str, ttl_seconds: float, holder: str = HOLDER) -> bool:
         return False  # another process inserted the lease first
 
 
-def release(name: str, holder: str = HOLDER) -> None:
+def release(name: str, holder: str | None = None) -> None:
+    holder = holder or holder_id()
     with write_transaction():
         lock = db.session.get(JobLock, name, with_for_update=True)
         if lock is not None and lock.holder == holder:

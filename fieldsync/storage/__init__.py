@@ -4,8 +4,10 @@ Owns the bytes of form media, uploaded workbooks and submission attachments, and
 rows that describe them. A file becomes visible under its final name only after its bytes are
 fsynced, through an atomic rename, so a crash never leaves a half-written file under a real
 name; a leftover temporary file is harmless and `sweep_temporary` removes it. Blobs are never
-rewritten: the same content always lands at the same path.
+rewritten: the same content always lands at the same path. A full disk is a `storage_full`
+problem (507), never a 500, and leaves no temporary file behind.
 """
+import errno
 import hashlib
 import os
 import tempfile
@@ -19,10 +21,13 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from .. import problems
 from ..extensions import db
 from ..models import Blob, utcnow
 
 CHUNK = 1024 * 1024
+# What a write says when the disk (or the service's quota on it) has no room left.
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 def root() -> Path:
@@ -50,7 +55,27 @@ class StoredFile:
 
 def write_file(source: bytes | BinaryIO, max_bytes: int | None = None) -> StoredFile:
     """Write content durably under its hash (no database). `max_bytes` bounds a streamed
-    source; past it, `OverflowError` is raised and nothing is kept."""
+    source; past it, `OverflowError` is raised and nothing is kept. When the disk is full,
+    `problems.storage_full` is raised and nothing is kept either."""
+    try:
+        return _write_file(source, max_bytes)
+    except OSError as exc:
+        if _disk_full(exc):
+            current_app.logger.error("blob store is full: %s", exc)
+            raise problems.storage_full() from exc
+        raise
+
+
+def _disk_full(exc: BaseException | None) -> bool:
+    # A failed write is often reported twice (write, then the flush in close): look down the chain.
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            return True
+        exc = exc.__context__
+    return False
+
+
+def _write_file(source: bytes | BinaryIO, max_bytes: int | None) -> StoredFile:
     tmp_dir = root() / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
     sha, md5, size = hashlib.sha256(), hashlib.md5(), 0
@@ -76,8 +101,11 @@ def write_file(source: bytes | BinaryIO, max_bytes: int | None = None) -> Stored
             os.replace(tmp_name, final)
             _fsync_dir(final.parent)
     except BaseException:
-        if os.path.exists(tmp_name):
+        # The temporary file goes; never a final name (that appears only by the rename above).
+        try:
             os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
         raise
     return StoredFile(digest, md5.hexdigest(), size)
 
