@@ -1,4 +1,4 @@
-"""Running under gunicorn: an access log that never writes device tokens.
+"""Running under gunicorn: logs that never write device tokens.
 
 A device's token sits in its URL (`/v1/key/{token}/…`), so a plain access log would hand every
 device credential to whoever can read the logs. This logger writes `/v1/key/***/…` instead.
@@ -22,3 +22,20 @@ class RedactingLogger(Logger):
             if key in atoms and isinstance(atoms[key], str):
                 atoms[key] = redact(atoms[key])
         return atoms
+
+    # gunicorn's own error lines ("Error handling request /v1/key/…") name the path too.
+    def _redacted(self, method, msg, *args, **kwargs):
+        args = tuple(redact(a) if isinstance(a, str) else a for a in args)
+        return method(redact(msg) if isinstance(msg, str) else msg, *args, **kwargs)
+
+    def error(self, msg, *args, **kwargs):
+        return self._redacted(super().error, msg, *args, **kwargs)
+
+    def warning(self, msg, *args, **kwargs):
+        return self._redacted(super().warning, msg, *args, **kwargs)
+
+    def info(self, msg, *args, **kwargs):
+        return self._redacted(super().info, msg, *args, **kwargs)
+
+    def exception(self, msg, *args, **kwargs):
+        return self._redacted(super().exception, msg, *args, **kwargs)
