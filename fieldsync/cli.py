@@ -6,7 +6,6 @@ becomes a clear message and exit status 1, never a traceback.
 import functools
 import json
 import os
-import sys
 from pathlib import Path
 
 import click

@@ -22,7 +22,6 @@ def _fill(element, values: dict):
             continue
         name = _local(child)
         if child.get(JR_TEMPLATE) is not None:
-            rows = values.get(name, [])
             element.remove(child)
             continue
         if name in values and isinstance(values[name], list):

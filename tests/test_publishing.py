@@ -1,7 +1,6 @@
 """Publishing XLSForm workbooks: conversion, ODK Validate, versions, media, refusals."""
 import hashlib
 import json
-import shutil
 
 import pytest
 from sqlalchemy import func, select
@@ -9,7 +8,6 @@ from sqlalchemy import func, select
 from fieldsync import problems
 from fieldsync.extensions import db
 from fieldsync.models import Form, FormMedia, FormVersion
-from fieldsync.xlsform import publish_workbook
 from fieldsync.xlsform.convert import java_available
 from fieldsync.xlsform.publish import safe_media_name
 

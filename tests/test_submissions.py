@@ -3,16 +3,15 @@
 HEAD then POST, resends, split uploads, edits, every refusal, hostile input, attribution.
 """
 import hashlib
-import io
 
 import pytest
 from lxml import etree
 from sqlalchemy import func, select
 
 from fieldsync.extensions import db
-from fieldsync.models import Blob, Comment, Form, Submission, SubmissionAttachment, SubmissionDef
+from fieldsync.models import Blob, Comment, Submission, SubmissionAttachment, SubmissionDef
 
-from collect import OPENROSA, SEMINAR, instance_id_of, instance_xml, multipart, post
+from collect import OPENROSA, SEMINAR, instance_id_of, instance_xml, post
 
 NS_RESPONSE = "http://openrosa.org/http/response"
 

@@ -66,14 +66,6 @@ def _now() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _sha256_file(path: Path) -> tuple[str, int]:
     digest, size = hashlib.sha256(), 0
     with path.open("rb") as fh:
@@ -90,7 +82,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    storage.fsync_dir(path.parent)
 
 
 def _copy_verified(source: Path, target: Path, sha256: str) -> int:
@@ -318,9 +310,9 @@ def backup(path: Path, progress=None) -> Report:
             if progress and number % 500 == 0:
                 progress(f"  {number} of {len(facts['blobs'])} files copied")
         for directory in sorted(directories, key=lambda p: len(p.parts), reverse=True):
-            _fsync_dir(directory)
+            storage.fsync_dir(directory)
         for directory in ({d.parent for d in directories} | {d.parent.parent for d in directories}):
-            _fsync_dir(directory)
+            storage.fsync_dir(directory)
 
         sums = ("\n".join(lines) + "\n").encode()
         _write_atomic(path / SUMS, sums)
@@ -335,7 +327,7 @@ def backup(path: Path, progress=None) -> Report:
             "checksums": {"file": SUMS, "sha256": hashlib.sha256(sums).hexdigest()},
         }
         _write_atomic(path / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
-        _fsync_dir(path)
+        storage.fsync_dir(path)
     except BaseException:
         _discard(path, created)
         raise
@@ -461,7 +453,7 @@ def _restore_sqlite(url, path: Path, manifest: dict) -> None:
     for suffix in ("-wal", "-shm", "-journal"):
         Path(f"{live}{suffix}").unlink(missing_ok=True)
     os.replace(incoming, live)
-    _fsync_dir(live.parent)
+    storage.fsync_dir(live.parent)
 
 
 def _drop_all_tables() -> None:

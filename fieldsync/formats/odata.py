@@ -103,7 +103,7 @@ def metadata(schema: dict, fields: list[dict]) -> str:
         for name, kind in props:
             lines.append(f"        <Property Name={quoteattr(name)} Type={quoteattr(kind)}/>")
         lines.append("      </ComplexType>")
-    lines.append(f'      <ComplexType Name="metadata">')
+    lines.append('      <ComplexType Name="metadata">')
     for name, kind in SYSTEM_FIELDS:
         lines.append(f'        <Property Name="{name}" Type="{kind}"/>')
     lines.append("      </ComplexType>")

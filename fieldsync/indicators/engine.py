@@ -82,24 +82,18 @@ def _chunks(items, size=400):
         yield items[i:i + size]
 
 
-def _member_rows(keys) -> dict[tuple, IndicatorMember]:
+def _rows_by_key(model, names: tuple[str, ...], keys) -> dict[tuple, object]:
+    """Rows of `model` whose columns `names` take one of the `keys` tuples, locked for update."""
+    columns = tuple(getattr(model, name) for name in names)
     found = {}
-    columns = (IndicatorMember.indicator, IndicatorMember.grantee_id, IndicatorMember.scope,
-               IndicatorMember.coc, IndicatorMember.member)
     for chunk in _chunks(keys):
-        for row in db.session.scalars(select(IndicatorMember).where(tuple_(*columns).in_(chunk)).with_for_update()):
-            found[(row.indicator, row.grantee_id, row.scope, row.coc, row.member)] = row
+        for row in db.session.scalars(select(model).where(tuple_(*columns).in_(chunk)).with_for_update()):
+            found[tuple(getattr(row, name) for name in names)] = row
     return found
 
 
-def _value_rows(cells) -> dict[tuple, IndicatorValue]:
-    found = {}
-    columns = (IndicatorValue.indicator, IndicatorValue.grantee_id, IndicatorValue.scope,
-               IndicatorValue.period, IndicatorValue.coc)
-    for chunk in _chunks(cells):
-        for row in db.session.scalars(select(IndicatorValue).where(tuple_(*columns).in_(chunk)).with_for_update()):
-            found[(row.indicator, row.grantee_id, row.scope, row.period, row.coc)] = row
-    return found
+MEMBER_KEY = ("indicator", "grantee_id", "scope", "coc", "member")
+VALUE_KEY = ("indicator", "grantee_id", "scope", "period", "coc")
 
 
 def apply_difference(old: list[list], new: list[list]) -> int:
@@ -131,7 +125,7 @@ def apply_difference(old: list[list], new: list[list]) -> int:
         change = {m: d for m, d in change.items() if d}
         if change:
             changes[key] = change
-    rows = _member_rows(changes) if changes else {}
+    rows = _rows_by_key(IndicatorMember, MEMBER_KEY, changes) if changes else {}
     for key, change in changes.items():
         indicator, grantee, scope, coc, member = key
         row = rows.get(key)
@@ -153,7 +147,7 @@ def apply_difference(old: list[list], new: list[list]) -> int:
         elif row is not None:
             db.session.delete(row)
     deltas = {cell: d for cell, d in deltas.items() if abs(d[0]) > 1e-12 or abs(d[1]) > 1e-12}
-    stored = _value_rows(deltas) if deltas else {}
+    stored = _rows_by_key(IndicatorValue, VALUE_KEY, deltas) if deltas else {}
     for cell, (d_total, d_weight) in deltas.items():
         row = stored.get(cell)
         total = (row.total if row else 0.0) + d_total

@@ -38,7 +38,8 @@ def path_of(sha256: str) -> Path:
     return root() / sha256[:2] / sha256[2:4] / sha256
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside `path` durable (the directory entry itself is fsynced)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -99,7 +100,7 @@ def _write_file(source: bytes | BinaryIO, max_bytes: int | None) -> StoredFile:
         else:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp_name, final)
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
     except BaseException:
         # The temporary file goes; never a final name (that appears only by the rename above).
         try:
