@@ -101,7 +101,8 @@ def openrosa_endpoint(view):
 
 
 def device_route(request_path: str) -> bool:
-    return "/key/" in request_path or getattr(g, "openrosa", False)
+    # Only the URL's prefix says "a device": a form may well be called "key".
+    return request_path.startswith("/v1/key/") or getattr(g, "openrosa", False)
 
 
 def render_problem(problem: problems.Problem):

@@ -100,3 +100,8 @@ def test_migrations_match_the_models(app):
             diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
                                     db.metadata)
     assert diff == []
+
+
+def test_a_form_named_key_is_not_mistaken_for_a_device_url(client, make_user):
+    response = client.get("/v1/projects/1/forms/key/submissions", headers=make_user("coordinator"))
+    assert response.status_code == 404 and response.get_json()["code"] == 404.1
