@@ -1,0 +1,201 @@
+"""Indicator cost: the full recompute (with and without rebuilding records) at N submissions, and
+the incremental cost of one new submission at each N (it must not grow with N).
+
+    .venv/bin/python bench/indicators.py                       # N = 1000, 5000 on SQLite
+    .venv/bin/python bench/indicators.py --sizes 1000 100000 1000000
+    .venv/bin/python bench/indicators.py --database postgresql
+
+For each N, in a child process of its own (so peak RSS is that size's), on a fresh instance:
+1. N submissions of the programme's forms are written straight into `submissions` +
+   `submission_defs` and queued in `pending_records` (not through ingest: this is about
+   indicators). The mix defaults to the demo dataset's shape: mostly consultations, some
+   seminars with registers of `--participants`, a few needs assessments; 18 grantees, 2020-2026.
+2. `process_pending` builds every record and indicator value through the incremental path.
+3. `recompute("bench")`, then `recompute("bench", rebuild_records=True)`; drift must be 0.
+4. `--reps` times: one new seminar (and separately one new consultation) is queued and
+   `process_pending()` is timed for it alone.
+"""
+import random
+import statistics
+import sys
+import time
+
+import common
+
+GOALS = {"recompute_1m_seconds": 60.0, "incremental_ms": 2.0}
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    return {k: float(v) for k, v in (part.split("=") for part in text.split(","))}
+
+
+def instrument():
+    from fieldsync.indicators import engine
+    from fieldsync.records import store
+    timers = common.Timers()
+    timers.wrap(store, "rebuild", "records.rebuild")
+    timers.wrap(store, "_ensure_person", "records._ensure_person")
+    timers.wrap(store, "bucket", "records.bucket")
+    timers.wrap(engine, "refresh_sources", "indicators.refresh_sources")
+    timers.wrap(engine, "source_payload", "indicators.source_payload")
+    timers.wrap(engine, "apply_difference", "indicators.apply_difference")
+    timers.wrap(engine, "aggregate", "indicators.aggregate")
+    return timers
+
+
+def one_size(args, n: int) -> dict:
+    from sqlalchemy import func, select
+
+    from fieldsync import indicators
+    from fieldsync.extensions import db
+    from fieldsync.models import Event, IndicatorValue, Participant, Person, Submission
+    rng = random.Random(args.seed + n)
+    mix = parse_mix(args.mix)
+    instances = common.Instances(args.database, args.keep)
+    try:
+        folder, url = instances.fresh(f"indicators-{n}")
+        app = common.make_app(folder, url)
+        with app.app_context():
+            xml = common.builders()
+            people = common.grantees()
+            started = time.perf_counter()
+            common.bulk_insert(common.mixed_items(rng, n, mix, args.participants, xml, people), queue=True)
+            load_seconds = time.perf_counter() - started
+            db.session.remove()
+            counts = {k: db.session.scalar(select(func.count()).select_from(m)) for k, m in (
+                ("submissions", Submission),)}
+            print(f"N={n}: loaded {counts['submissions']} submissions in {load_seconds:.1f} s", flush=True)
+
+            timers = instrument()
+            started = time.perf_counter()
+            with common.profiled(args.profile if args.profile_phase == "pending" else None):
+                done = indicators.process_pending(limit=10**9)
+            pending_seconds = time.perf_counter() - started
+            pending_split = timers.snapshot()
+            db.session.remove()
+            print(f"N={n}: process_pending built {done} in {pending_seconds:.1f} s", flush=True)
+            counts.update({k: db.session.scalar(select(func.count()).select_from(m)) for k, m in (
+                ("events", Event), ("participants", Participant), ("persons", Person),
+                ("indicator_values", IndicatorValue))})
+
+            recompute = rebuild = None
+            for rebuild_records in ((False, True) if not args.no_recompute else ()):
+                timers.reset()
+                started = time.perf_counter()
+                phase = "rebuild" if rebuild_records else "recompute"
+                with common.profiled(args.profile if args.profile_phase == phase else None):
+                    run = indicators.recompute("bench", rebuild_records=rebuild_records)
+                seconds = time.perf_counter() - started
+                measured = {"seconds": seconds, "cells": run.cells, "drift": run.drift, "split": timers.snapshot()}
+                db.session.remove()
+                print(f"N={n}: recompute{' with rebuild' if rebuild_records else ''} in {seconds:.1f} s, "
+                      f"drift {run.drift}", flush=True)
+                if rebuild_records:
+                    rebuild = measured
+                else:
+                    recompute = measured
+
+            incremental = {}
+            for kind in ("seminar_attendance", "consultation_log"):
+                samples, splits = [], []
+                for _ in range(args.reps):
+                    items = list(common.mixed_items(rng, 1, {kind: 1.0}, args.participants, xml, people))
+                    common.bulk_insert(iter(items), queue=True)
+                    db.session.remove()
+                    timers.reset()
+                    started = time.perf_counter()
+                    assert indicators.process_pending() == 1
+                    samples.append((time.perf_counter() - started) * 1000)
+                    splits.append({k: v["seconds"] * 1000 for k, v in timers.snapshot().items()})
+                    db.session.remove()
+                incremental[kind] = {
+                    "median_ms": statistics.median(samples), "p95_ms": common.percentile(samples, 0.95),
+                    "min_ms": min(samples), "samples_ms": samples,
+                    "split_median_ms": {k: statistics.median(s[k] for s in splits) for k in splits[0]}}
+            timers.restore()
+            final_drift = indicators.recompute("bench").drift
+        return {"n": n, "load_seconds": load_seconds, "counts": counts, "process_pending": {
+            "seconds": pending_seconds, "done": done, "split": pending_split},
+            "recompute": recompute, "recompute_rebuild": rebuild, "incremental": incremental,
+            "drift_after_incremental": final_drift, "peak_rss_mb": common.peak_rss_mb()}
+    finally:
+        instances.cleanup()
+
+
+def main():
+    p = common.parser(__doc__.splitlines()[0], [1000, 5000], "numbers of submissions")
+    p.add_argument("--mix", default="consultation_log=0.85,seminar_attendance=0.10,needs_assessment=0.05")
+    p.add_argument("--participants", type=int, default=30, help="registered participants per seminar")
+    p.add_argument("--reps", type=int, default=15, help="new submissions timed one by one, per kind")
+    p.add_argument("--profile-phase", choices=("pending", "recompute", "rebuild"), default="rebuild")
+    p.add_argument("--no-recompute", action="store_true", help="skip the two full recomputes (incremental only)")
+    p.add_argument("--child", action="store_true", help=argparse_hidden())
+    args = p.parse_args()
+    if args.child:
+        import json
+        print("RESULT " + json.dumps(one_size(args, args.sizes[0]), default=str))
+        return
+    info = {"load_when_started": common.wait_quiet(), **common.machine(), "started": common.now_iso(),
+            "postgres": common.postgres_version()}
+    results = common.run_children(__file__, args.sizes, common.forward(
+        args, ["database", "seed", "keep", "profile", "mix", "participants", "reps", "profile_phase", "no_recompute"]))
+
+    rows = []
+    for r in results:
+        c = r["counts"]
+        rows.append([r["n"], c["events"], c["participants"], c["indicator_values"], r["load_seconds"],
+                     r["process_pending"]["seconds"], r["process_pending"]["seconds"] / r["n"] * 1000,
+                     (r["recompute"] or {}).get("seconds"), (r["recompute_rebuild"] or {}).get("seconds"),
+                     (r["recompute"] or {}).get("drift", 0) + (r["recompute_rebuild"] or {}).get("drift", 0)
+                     + r["drift_after_incremental"],
+                     r["peak_rss_mb"]])
+    common.table(f"full builds on {args.database} ({args.mix}; {args.participants} per seminar)",
+                 ["N", "events", "participants", "values", "load s", "pending s", "ms/subm",
+                  "recompute s", "+rebuild s", "drift", "peak MB"], rows)
+    rows = []
+    for r in results:
+        for kind, inc in r["incremental"].items():
+            split = inc["split_median_ms"]
+            rows.append([r["n"], kind, inc["median_ms"], inc["p95_ms"], inc["min_ms"], split["records.rebuild"],
+                         split["records._ensure_person"], split["indicators.refresh_sources"]])
+    common.table("incremental: process_pending() for one new submission (ms)",
+                 ["N", "kind", "median", "p95", "min", "rebuild", "persons", "refresh"], rows)
+    rows = []
+    for r in results:
+        for phase in ("process_pending", "recompute", "recompute_rebuild"):
+            if not r[phase]:
+                continue
+            total = r[phase]["seconds"]
+            split = r[phase]["split"]
+            rows.append([r["n"], phase, total] + [split[k]["seconds"] / total * 100 for k in (
+                "records.rebuild", "records._ensure_person", "records.bucket", "indicators.source_payload",
+                "indicators.apply_difference", "indicators.aggregate")])
+    common.table("where the time goes (% of the phase; nested: persons ⊂ rebuild, bucket ⊂ source_payload)",
+                 ["N", "phase", "s", "rebuild%", "persons%", "bucket%", "payload%", "apply%", "aggregate%"], rows)
+    measured = [r for r in results if r["recompute"]] or [{"n": 1, "recompute": {"seconds": float("nan")},
+                                                          "recompute_rebuild": {"seconds": float("nan")}}]
+    largest = max(measured, key=lambda r: r["n"])
+    per_subm = largest["recompute"]["seconds"] / largest["n"]
+    per_subm_rb = largest["recompute_rebuild"]["seconds"] / largest["n"]
+    inc = max(r["incremental"]["seminar_attendance"]["median_ms"] for r in results)
+    inc_c = max(r["incremental"]["consultation_log"]["median_ms"] for r in results)
+    verdict = {
+        "recompute_1m_seconds (linear extrapolation from the largest N)": {
+            "value": per_subm * 1_000_000, "goal": 60.0, "met": per_subm * 1_000_000 < 60},
+        "recompute_rebuild_1m_seconds (linear extrapolation)": {
+            "value": per_subm_rb * 1_000_000, "goal": 60.0, "met": per_subm_rb * 1_000_000 < 60},
+        "incremental_ms seminar (worst median over N)": {"value": inc, "goal": 2.0, "met": inc < 2},
+        "incremental_ms consultation (worst median over N)": {"value": inc_c, "goal": 2.0, "met": inc_c < 2},
+    }
+    common.table("goals", ["goal", "measured", "target", "met"],
+                 [[k, v["value"], v["goal"], "yes" if v["met"] else "NO"] for k, v in verdict.items()])
+    common.write_results("indicators", args, {"sizes": results, "goals": verdict}, info)
+
+
+def argparse_hidden():
+    import argparse
+    return argparse.SUPPRESS
+
+
+if __name__ == "__main__":
+    sys.exit(main())
