@@ -1,5 +1,5 @@
 """Who may act: web users with their sessions, and app users (device credentials)."""
-from sqlalchemy import Boolean, ForeignKey, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
@@ -24,11 +24,16 @@ class WebUser(db.Model):
 
 
 class Session(db.Model):
-    """A bearer session of a web user; only the SHA-256 of the token is kept."""
+    """A session of a web user; only the SHA-256 of the token is kept.
+
+    `kind` says how the token travels: `api` (a Bearer header, for scripts and pyODK) or `web`
+    (an HttpOnly cookie of the browser app, which is also bound to a CSRF token). A token of one
+    kind is never accepted as the other, so a stolen cookie cannot drive the API without CSRF."""
     __tablename__ = "sessions"
     id: Mapped[int] = mapped_column(primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("web_users.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(8), default="api", server_default="api")
     created_at = mapped_column(UTCDateTime, default=utcnow, nullable=False)
     expires_at = mapped_column(UTCDateTime, nullable=False)
 
@@ -54,3 +59,15 @@ class AppUser(db.Model):
     last_seen_at = mapped_column(UTCDateTime, nullable=True)
 
     grantee = relationship("Grantee")
+
+
+class LoginAttempt(db.Model):
+    """One sign-in attempt, kept for a while to slow down password guessing (see auth.throttle)."""
+    __tablename__ = "login_attempts"
+    __table_args__ = (Index("ix_login_attempts_email_at", "email", "at"),
+                      Index("ix_login_attempts_address_at", "address", "at"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    address: Mapped[str] = mapped_column(String(64))
+    succeeded: Mapped[bool] = mapped_column(Boolean, default=False)
+    at = mapped_column(UTCDateTime, default=utcnow, nullable=False)
