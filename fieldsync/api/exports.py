@@ -11,8 +11,7 @@ from ..audit import record
 from ..extensions import write_transaction
 from ..formats import csv_export
 from ..formats.odata import visible_fields
-from ..formats.submission import field_values
-from ..formats.xml import parse_untrusted
+from ..formats.submission import field_values, parse_stored
 from ..models import Submission
 from . import bp
 from .odata import BATCH, _base_query, _edits, _form, _load, _names, _system
@@ -62,7 +61,7 @@ def submissions_zip(project_id, xml_form_id):
             spooled[repeat].write(csv_export.line(csv_export.repeat_header(fields, repeat)).encode("utf-8"))
         media = []
         for submission, system in _batches(_base_query(actor, form)):
-            values = field_values(parse_untrusted(submission.current_def.xml), schema)
+            values = field_values(parse_stored(submission.current_def.xml), schema)
             tables[None].write(csv_export.line(csv_export.root_row(fields, values, system)).encode("utf-8"))
             for repeat in repeats:
                 for row in csv_export.repeat_rows(fields, values, repeat, submission.instance_id):
@@ -96,6 +95,6 @@ def submissions_csv(project_id, xml_form_id):
         yield csv_export.line(csv_export.root_header(fields))
         for submission, system in _batches(query):
             yield csv_export.line(csv_export.root_row(
-                fields, field_values(parse_untrusted(submission.current_def.xml), schema), system))
+                fields, field_values(parse_stored(submission.current_def.xml), schema, repeats=False), system))
     return Response(stream_with_context(generate()), content_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{xml_form_id}.csv"'})

@@ -17,8 +17,7 @@ from ..auth import can, grantee_scope
 from ..extensions import db, write_transaction
 from ..formats import odata
 from ..formats.odata_query import mentions, parse, to_sql
-from ..formats.submission import field_values
-from ..formats.xml import parse_untrusted
+from ..formats.submission import field_values, parse_stored
 from ..httpkit import bounded_int, current_actor, public_base_url
 from ..models import AppUser, Submission, SubmissionDef, WebUser, iso
 from . import bp, schemas
@@ -167,7 +166,8 @@ def _edits(submissions) -> dict[int, int]:
 def _rows(submissions, fields, schema, repeat, expand, wkt):
     names, edits = _names(submissions), _edits(submissions)
     for submission in submissions:
-        values = field_values(parse_untrusted(submission.current_def.xml), schema)
+        values = field_values(parse_stored(submission.current_def.xml), schema,
+                              repeats=repeat is not None or expand)
         if repeat is None:
             yield odata.submission_row(_system(submission, names, edits.get(submission.id, 0)),
                                        submission.instance_id, values, fields, schema.get("repeats", []),

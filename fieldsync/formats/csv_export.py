@@ -12,7 +12,23 @@ TRAILER = ["KEY", "SubmitterID", "SubmitterName", "AttachmentsPresent", "Attachm
            "ReviewState", "DeviceID", "Edits", "FormVersion"]
 
 
+_columns_cache: dict = {}
+
+
 def _columns(fields: list[dict], repeat: str | None) -> list[tuple[dict, str]]:
+    """The (field, column name) pairs of a table; computed once per field list (an export
+    passes the same list for every row)."""
+    cached = _columns_cache.get((id(fields), repeat))
+    if cached is not None and cached[0] is fields:
+        return cached[1]
+    if len(_columns_cache) > 256:
+        _columns_cache.clear()
+    out = _compute_columns(fields, repeat)
+    _columns_cache[(id(fields), repeat)] = (fields, out)
+    return out
+
+
+def _compute_columns(fields: list[dict], repeat: str | None) -> list[tuple[dict, str]]:
     out = []
     for field in fields:
         if field["repeat"] != repeat:

@@ -10,8 +10,7 @@ from datetime import date
 from sqlalchemy import delete, select, update
 
 from ..extensions import db
-from ..formats.submission import field_values
-from ..formats.xml import parse_untrusted
+from ..formats.submission import field_values, parse_stored
 from ..models import (Assessment, DuplicateCandidate, Event, Interview, Participant, Person, Service,
                       Submission, utcnow)
 from .derive import derive
@@ -63,7 +62,7 @@ def rebuild(submission: Submission) -> set[str]:
     if submission.deleted_at is not None or current is None:
         return touched
     schema = current.form_version.schema
-    derived = derive(submission.form.xml_form_id, field_values(parse_untrusted(current.xml), schema))
+    derived = derive(submission.form.xml_form_id, field_values(parse_stored(current.xml), schema))
     if derived is None:
         return touched
     model = TABLES[derived["table"]]
