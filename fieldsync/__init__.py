@@ -46,6 +46,9 @@ def create_app(overrides: dict | None = None) -> Flask:
     from . import indicators
     indicators.init_app(app)
 
+    from . import web
+    web.init_app(app)
+
     from .cli import register as register_cli
     register_cli(app)
 

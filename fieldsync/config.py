@@ -29,6 +29,7 @@ ENV_KEYS = {
     "PROJECT_NAME": str,
     "SCHEDULER": str,
     "RECONCILE_MINUTES": int,
+    "TIMEZONE": str,
 }
 
 
@@ -47,6 +48,7 @@ def load_settings(instance_path: Path, overrides: dict | None = None) -> dict:
         "PROJECT_NAME": "PHT Kyrgyzstan",
         "SCHEDULER": "off",  # gunicorn.conf.py turns it on in served processes
         "RECONCILE_MINUTES": 60,
+        "TIMEZONE": "Asia/Bishkek",  # how the web app shows times; stored times are UTC
     }
     config_file = instance_path / "config.toml"
     if config_file.exists():

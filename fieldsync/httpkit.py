@@ -106,6 +106,9 @@ def device_route(request_path: str) -> bool:
 
 
 def render_problem(problem: problems.Problem):
+    page = current_app.extensions.get("fieldsync.problem_page")
+    if page is not None and not device_route(request.path) and page[0]():
+        return page[1](problem)  # a person in a browser: a page in their language
     if device_route(request.path):
         body = openrosa_xml.response(problem.message, error=True)
         response = current_app.response_class(body, status=problem.status,

@@ -162,6 +162,7 @@ def make_user(app):
 
 
 OPENROSA = {"X-OpenRosa-Version": "1.0"}
+pytest_plugins = ["web_fixtures"]
 
 
 def free_port() -> int:

@@ -25,7 +25,8 @@ def create_session():
     if not isinstance(email, str) or not isinstance(password, str):
         raise problems.missing_parameter(field="email and password")
     token, session = accounts.start_session(
-        email, password, current_app.config["FIELDSYNC"]["SESSION_TTL_HOURS"])
+        email, password, current_app.config["FIELDSYNC"]["SESSION_TTL_HOURS"],
+        address=request.remote_addr or "-")
     return {"token": token, "createdAt": iso(session.created_at), "expiresAt": iso(session.expires_at)}
 
 

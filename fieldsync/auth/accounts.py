@@ -7,7 +7,7 @@ from .. import problems
 from ..audit import record
 from ..extensions import db, write_transaction
 from ..models import ROLES, AppUser, Grantee, Session, WebUser, utcnow
-from . import tokens
+from . import throttle, tokens
 from .policy import Actor
 
 APP_USER_NEVER_EXPIRES = "9999-12-31T23:59:59.000Z"
@@ -72,24 +72,33 @@ def user_for_password(email: str, password: str) -> WebUser:
     return user
 
 
-def start_session(email: str, password: str, ttl_hours: int) -> tuple[str, Session]:
-    user = user_for_password(email, password)
+def start_session(email: str, password: str, ttl_hours: int, address: str = "-",
+                  kind: str = "api") -> tuple[str, Session]:
+    """Check the password (throttled per e-mail and address) and open a session of `kind`."""
+    throttle.check(email, address)
+    try:
+        user = user_for_password(email, password)
+    except problems.Problem:
+        throttle.note(email, address, succeeded=False)
+        raise
+    throttle.note(email, address, succeeded=True)
     token = tokens.new_token()
     with write_transaction():
         now = utcnow()
         session = Session(token_hash=tokens.digest(token), user_id=user.id, created_at=now,
-                          expires_at=now + timedelta(hours=ttl_hours))
+                          expires_at=now + timedelta(hours=ttl_hours), kind=kind)
         db.session.add(session)
         db.session.flush()
-        record("user.session.create", actor_for_user(user), subject=user)
+        record("user.session.create", actor_for_user(user, session), subject=user, details={"kind": kind})
     return token, session
 
 
-def session_for_token(token: str, ttl_hours: int | None = None) -> Session | None:
+def session_for_token(token: str, ttl_hours: int | None = None, kind: str = "api") -> Session | None:
     """The live session for a Bearer token. A session in use is renewed: once less than half
     its lifetime is left, it is extended to a full one (one write per half lifetime at most),
     so a script that keeps working keeps its token and an idle one expires."""
-    session = db.session.scalar(select(Session).where(Session.token_hash == tokens.digest(token)))
+    session = db.session.scalar(select(Session).where(Session.token_hash == tokens.digest(token),
+                                                      Session.kind == kind))
     now = utcnow()
     if session is None or session.expires_at <= now or session.user.disabled_at is not None:
         return None
@@ -153,3 +162,17 @@ def end_session(actor: Actor, token: str) -> None:
             raise problems.not_found()
         db.session.delete(session)
         record("user.session.end", actor, subject=session.user)
+
+
+def end_session_by_token(token: str) -> None:
+    """Sign out of the web app: the cookie's session ends (nothing to do if it already has)."""
+    with write_transaction():
+        session = db.session.scalar(select(Session).where(Session.token_hash == tokens.digest(token)))
+        if session is not None:
+            record("user.session.end", actor_for_user(session.user, session), subject=session.user)
+            db.session.delete(session)
+
+
+def set_language(user_id: int, language: str) -> None:
+    with write_transaction():
+        db.session.get(WebUser, user_id).language = language

@@ -1,0 +1,2 @@
+"""The devices pages (being built)."""
+from . import bp  # noqa: F401

@@ -1,0 +1,2 @@
+"""The duplicates pages (being built)."""
+from . import bp  # noqa: F401

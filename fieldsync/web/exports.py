@@ -1,0 +1,2 @@
+"""The exports pages (being built)."""
+from . import bp  # noqa: F401

@@ -1,0 +1,2 @@
+"""The forms pages (being built)."""
+from . import bp  # noqa: F401

@@ -1,0 +1,2 @@
+"""The grantees pages (being built)."""
+from . import bp  # noqa: F401

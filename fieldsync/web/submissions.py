@@ -1,0 +1,2 @@
+"""The submissions pages (being built)."""
+from . import bp  # noqa: F401
