@@ -12,7 +12,9 @@ import logging
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..extensions import db, write_transaction
 from ..models import (Assessment, Event, IndicatorMember, IndicatorSource, IndicatorValue, Interview,
@@ -82,13 +84,30 @@ def _chunks(items, size=400):
         yield items[i:i + size]
 
 
-def _rows_by_key(model, names: tuple[str, ...], keys) -> dict[tuple, object]:
-    """Rows of `model` whose columns `names` take one of the `keys` tuples, locked for update."""
+def _insert(table):
+    """INSERT for this database's dialect, so that ON CONFLICT clauses can be added."""
+    dialect = db.session.get_bind().dialect.name
+    return (postgresql_insert if dialect == "postgresql" else sqlite_insert)(table)
+
+
+def _rows_by_key(model, names: tuple[str, ...], keys, *extra) -> dict[tuple, object]:
+    """Rows (`names` columns then `extra` columns) of `model` whose `names` take one of the
+    `keys` tuples, locked for update, in key order.
+
+    One `IN` per column rather than a row-value `IN`: SQLite uses the unique index for a
+    column-by-column `IN` (a row-value `IN` scanned the whole table). The cross product may
+    name a few rows that were not asked for; they are filtered out here.
+    """
     columns = tuple(getattr(model, name) for name in names)
     found = {}
-    for chunk in _chunks(keys):
-        for row in db.session.scalars(select(model).where(tuple_(*columns).in_(chunk)).with_for_update()):
-            found[tuple(getattr(row, name) for name in names)] = row
+    for chunk in _chunks(sorted(keys)):
+        wanted = set(chunk)
+        query = select(*columns, *extra).where(
+            *[column.in_(sorted({key[i] for key in chunk})) for i, column in enumerate(columns)])
+        for row in db.session.execute(query.order_by(*columns).with_for_update()):
+            key = tuple(row[:len(names)])
+            if key in wanted:
+                found[key] = row
     return found
 
 
@@ -96,11 +115,79 @@ MEMBER_KEY = ("indicator", "grantee_id", "scope", "coc", "member")
 VALUE_KEY = ("indicator", "grantee_id", "scope", "period", "coc")
 
 
+def _member_changes(old: list[list], new: list[list]) -> dict[tuple, dict[str, int]]:
+    refs_before, refs_after = member_refs(old), member_refs(new)
+    changes = {}
+    for key in set(refs_before) | set(refs_after):
+        months = set(refs_before.get(key, {})) | set(refs_after.get(key, {}))
+        change = {m: refs_after.get(key, {}).get(m, 0) - refs_before.get(key, {}).get(m, 0) for m in months}
+        change = {m: d for m, d in change.items() if d}
+        if change:
+            changes[key] = change
+    return changes
+
+
+def _apply_members(changes: dict[tuple, dict[str, int]], bump) -> None:
+    """Move the members' month reference counts by `changes`; `bump` the distinct counts of
+    every period a member enters or leaves.
+
+    A placeholder row is inserted first for every member (ON CONFLICT DO NOTHING), so that
+    the rows exist to be locked: two PostgreSQL transactions adding the same new member wait
+    for each other instead of both inserting it.
+    """
+    table = IndicatorMember.__table__
+    placeholders = [dict(zip(MEMBER_KEY, key), months="{}") for key in sorted(changes)]
+    db.session.execute(_insert(table).on_conflict_do_nothing(index_elements=list(MEMBER_KEY)), placeholders)
+    rows = _rows_by_key(IndicatorMember, MEMBER_KEY, changes, IndicatorMember.id, IndicatorMember.months)
+    updates, gone = [], []
+    for key in sorted(changes):
+        indicator, grantee, scope, coc, _member = key
+        row = rows[key]
+        months = json.loads(row.months)
+        was = {p for m, n in months.items() if n > 0 for p in periods_of(m)}
+        for month, delta in changes[key].items():
+            months[month] = months.get(month, 0) + delta
+        months = {m: n for m, n in months.items() if n > 0}
+        now = {p for m in months for p in periods_of(m)}
+        for period in now - was:
+            bump((indicator, grantee, scope, period, coc), 1, 0)
+        for period in was - now:
+            bump((indicator, grantee, scope, period, coc), -1, 0)
+        if months:
+            updates.append({"row_id": row.id, "months": json.dumps(months, sort_keys=True)})
+        else:
+            gone.append(row.id)
+    if updates:
+        db.session.execute(update(table).where(table.c.id == bindparam("row_id"))
+                           .values(months=bindparam("months")), updates)
+    for chunk in _chunks(gone):
+        db.session.execute(delete(table).where(table.c.id.in_(chunk)))
+
+
+def _apply_values(deltas: dict[tuple, list[float]]) -> None:
+    """Add the deltas to the cells in one upsert (INSERT … ON CONFLICT DO UPDATE SET total =
+    total + delta), in key order; then drop the cells that became empty."""
+    table = IndicatorValue.__table__
+    rows = [dict(zip(VALUE_KEY, cell), total=d[0], weight=d[1]) for cell, d in sorted(deltas.items())]
+    upsert = _insert(table)
+    upsert = upsert.on_conflict_do_update(index_elements=list(VALUE_KEY), set_={
+        "total": table.c.total + upsert.excluded.total, "weight": table.c.weight + upsert.excluded.weight})
+    for chunk in _chunks(rows, 500):
+        db.session.execute(upsert, chunk)
+    # An empty cell is never kept (nor ever inserted empty: a delta of nothing is dropped
+    # above), so every empty cell among those just touched is one this update emptied.
+    for chunk in _chunks(sorted(deltas)):
+        db.session.execute(delete(table).where(
+            *[table.c[name].in_(sorted({cell[i] for cell in chunk})) for i, name in enumerate(VALUE_KEY)],
+            func.abs(table.c.total) < 1e-9, func.abs(table.c.weight) < 1e-9))
+
+
 def apply_difference(old: list[list], new: list[list]) -> int:
     """Move the stored values from `old` to `new` contributions; returns cells touched.
 
-    Reads every row it changes in two queries and writes them in one flush, so the cost
-    follows the size of the difference.
+    The cost follows the size of the difference: members are read through their unique
+    index and written back by id, value cells are changed by one upsert (which is also what
+    keeps two transactions creating the same new cell from colliding on PostgreSQL).
     """
     deltas: dict[tuple, list[float]] = {}
 
@@ -117,72 +204,61 @@ def apply_difference(old: list[list], new: list[list]) -> int:
             indicator, grantee, scope, month, coc = key
             for period in periods_of(month):
                 bump((indicator, grantee, scope, period, coc), d_amount, d_weight)
-    refs_before, refs_after = member_refs(old), member_refs(new)
-    changes = {}
-    for key in set(refs_before) | set(refs_after):
-        months = set(refs_before.get(key, {})) | set(refs_after.get(key, {}))
-        change = {m: refs_after.get(key, {}).get(m, 0) - refs_before.get(key, {}).get(m, 0) for m in months}
-        change = {m: d for m, d in change.items() if d}
-        if change:
-            changes[key] = change
-    rows = _rows_by_key(IndicatorMember, MEMBER_KEY, changes) if changes else {}
-    for key, change in changes.items():
-        indicator, grantee, scope, coc, member = key
-        row = rows.get(key)
-        months = json.loads(row.months) if row else {}
-        was = {p for m, n in months.items() if n > 0 for p in periods_of(m)}
-        for month, delta in change.items():
-            months[month] = months.get(month, 0) + delta
-        months = {m: n for m, n in months.items() if n > 0}
-        now = {p for m in months for p in periods_of(m)}
-        for period in now - was:
-            bump((indicator, grantee, scope, period, coc), 1, 0)
-        for period in was - now:
-            bump((indicator, grantee, scope, period, coc), -1, 0)
-        if months and row is None:
-            db.session.add(IndicatorMember(indicator=indicator, grantee_id=grantee, scope=scope, coc=coc,
-                                           member=member, months=json.dumps(months, sort_keys=True)))
-        elif months:
-            row.months = json.dumps(months, sort_keys=True)
-        elif row is not None:
-            db.session.delete(row)
+    changes = _member_changes(old, new)
+    if changes:
+        _apply_members(changes, bump)
     deltas = {cell: d for cell, d in deltas.items() if abs(d[0]) > 1e-12 or abs(d[1]) > 1e-12}
-    stored = _rows_by_key(IndicatorValue, VALUE_KEY, deltas) if deltas else {}
-    for cell, (d_total, d_weight) in deltas.items():
-        row = stored.get(cell)
-        total = (row.total if row else 0.0) + d_total
-        weight = (row.weight if row else 0.0) + d_weight
-        empty = abs(total) < 1e-9 and abs(weight) < 1e-9
-        if row is None and not empty:
-            indicator, grantee, scope, period, coc = cell
-            db.session.add(IndicatorValue(indicator=indicator, grantee_id=grantee, scope=scope, period=period,
-                                          coc=coc, total=total, weight=weight))
-        elif row is not None and empty:
-            db.session.delete(row)
-        elif row is not None:
-            row.total, row.weight = total, weight
-    db.session.flush()
+    if deltas:
+        _apply_values(deltas)
     return len(deltas)
 
 
+def _lock_sources(keys: list[str]) -> dict[str, str]:
+    """The payload each source last applied ('[]' for a new one), every source row locked,
+    in key order (so that two transactions touching the same sources cannot deadlock)."""
+    table = IndicatorSource.__table__
+    payloads = {}
+    for chunk in _chunks(sorted(keys)):
+        db.session.execute(_insert(table).on_conflict_do_nothing(index_elements=["key"]),
+                           [{"key": k, "payload": "[]"} for k in chunk])
+        payloads.update(db.session.execute(select(table.c.key, table.c.payload).where(
+            table.c.key.in_(chunk)).order_by(table.c.key).with_for_update()).all())
+    return payloads
+
+
 def refresh_sources(keys, defs: Definitions | None = None) -> int:
-    """Recompute the given sources and apply the differences (inside a write transaction)."""
+    """Recompute the given sources and apply the differences (inside a write transaction).
+
+    Every source row is locked first; all the sources' differences are then applied
+    together, so each member and cell is written once whatever the number of sources.
+    """
     defs = defs or definitions()
-    touched = 0
-    for key in sorted(keys):
-        source = db.session.get(IndicatorSource, key, with_for_update=True)
-        old = json.loads(source.payload) if source else []
+    keys = sorted(set(keys))
+    if not keys:
+        return 0
+    db.session.flush()  # records rebuilt through the ORM must be visible to the queries below
+    table = IndicatorSource.__table__
+    stored = _lock_sources(keys)
+    all_old, all_new, changed, gone = [], [], [], []
+    for key in keys:
+        old = json.loads(stored.get(key) or "[]")
         new = source_payload(key, defs)
         if new == old:
+            if not new:
+                gone.append(key)  # the placeholder of a source that has nothing
             continue
-        touched += apply_difference(old, new)
-        if source is None:
-            db.session.add(IndicatorSource(key=key, payload=json.dumps(new)))
-        elif new:
-            source.payload = json.dumps(new)
+        all_old += old
+        all_new += new
+        if new:
+            changed.append({"source_key": key, "payload": json.dumps(new)})
         else:
-            db.session.delete(source)
-    db.session.flush()
+            gone.append(key)
+    touched = apply_difference(all_old, all_new) if changed or gone else 0
+    if changed:
+        db.session.execute(update(table).where(table.c.key == bindparam("source_key"))
+                           .values(payload=bindparam("payload")), changed)
+    for chunk in _chunks(gone):
+        db.session.execute(delete(table).where(table.c.key.in_(chunk)))
     return touched
 
 
