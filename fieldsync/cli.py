@@ -60,6 +60,9 @@ def setup_command(validate):
         click.echo(f"Form {form_id} version {version}: {status}")
         for warning in warnings:
             click.echo(f"  warning: {warning}")
+    if not accounts.has_admin():
+        click.echo("No administrator yet: make one with  .venv/bin/flask --app app users create "
+                   "you@example.org --role admin  then sign in at the server's address (port 5000).")
     click.echo("Next: set FIELDSYNC_BASE_URL to this machine's address as phones see it, then add a "
                "device with  .venv/bin/flask --app app app-users create 'Chinek tablet 1' --grantee "
                "chinek --png chinek-1.png  and scan the PNG in ODK Collect (Add project > Scan QR code).")

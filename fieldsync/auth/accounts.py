@@ -1,7 +1,7 @@
 """Creating and finding web users, sessions and app users (their queries live here)."""
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from .. import problems
 from ..audit import record
@@ -176,3 +176,31 @@ def end_session_by_token(token: str) -> None:
 def set_language(user_id: int, language: str) -> None:
     with write_transaction():
         db.session.get(WebUser, user_id).language = language
+
+
+def has_admin() -> bool:
+    return db.session.scalar(select(WebUser.id).where(WebUser.role == "admin",
+                                                      WebUser.disabled_at.is_(None)).limit(1)) is not None
+
+
+def list_web_users() -> list[WebUser]:
+    return list(db.session.scalars(select(WebUser).order_by(WebUser.disabled_at.is_not(None), WebUser.email)))
+
+
+def web_user(user_id: int) -> WebUser | None:
+    return db.session.get(WebUser, user_id)
+
+
+def set_disabled(user: WebUser, disabled: bool, actor=None) -> None:
+    """Disable (or enable again) a web user; disabling ends every session they have at once."""
+    if actor is not None and actor.kind == "user" and actor.id == user.id and disabled:
+        raise problems.bad_request(reason="you cannot disable your own account")
+    with write_transaction():
+        user = db.session.get(WebUser, user.id)
+        if disabled and user.disabled_at is None:
+            user.disabled_at = utcnow()
+            db.session.execute(delete(Session).where(Session.user_id == user.id))
+            record("user.disable", actor, subject=user, details={"email": user.email})
+        elif not disabled and user.disabled_at is not None:
+            user.disabled_at = None
+            record("user.enable", actor, subject=user, details={"email": user.email})

@@ -35,7 +35,8 @@ def nav(order: int, label: str, endpoint: str, action: str) -> None:
 
 
 from . import session  # noqa: E402  (the blueprint must exist before the pages register)
-from . import assets, dashboard, devices, duplicates, exports, forms, grantees, signin, submissions  # noqa: E402,F401
+from . import (assets, dashboard, devices, duplicates, exports, forms, grantees, signin,  # noqa: E402,F401
+               submissions, users)
 
 
 @bp.before_request
