@@ -17,7 +17,7 @@ from . import bp, schemas
 
 ERRORS = {"400": "Bad request", "401": "Not signed in", "403": "Not allowed", "404": "Not found",
           "405": "Method not allowed",
-          "409": "Conflict", "413": "Too large", "501": "Not supported", "503": "Unavailable"}
+          "409": "Conflict", "413": "Too large", "429": "Too many attempts", "501": "Not supported", "503": "Unavailable"}
 CONVERTERS = {"int": {"type": "integer"}, "default": {"type": "string"}, "string": {"type": "string"}}
 
 

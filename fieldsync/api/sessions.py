@@ -18,7 +18,7 @@ def json_body() -> dict:
 
 
 @bp.post("/v1/sessions")
-@documented("Sign in: a Bearer session token (as ODK Central)", body=schemas.SessionCreate, response=schemas.SessionOut, errors=("400", "401"))
+@documented("Sign in: a Bearer session token (as ODK Central)", body=schemas.SessionCreate, response=schemas.SessionOut, errors=("400", "401", "429"))
 def create_session():
     body = json_body()
     email, password = body.get("email"), body.get("password")
