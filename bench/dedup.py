@@ -12,7 +12,7 @@ syllables so that many differ by a letter or two. They are written straight into
 then `records.store.rebuild` is run for each in transactions of 200 (as `process_pending` does,
 without the indicator step), and the time is reported per slice of the run so the growth with
 the block size shows. Person matching is `store._ensure_person`: the exact-key lookup, the
-block query, rapidfuzz's first pass (`matching.likely_same`) and the exact score
+village block (loaded once per transaction), rapidfuzz's first pass (`matching.likely_same_in`) and the exact score
 (`matching.person_likeness`) on what passes.
 """
 import json
@@ -59,16 +59,16 @@ def one_size(args, n: int) -> dict:
             timers = common.Timers()
             timers.wrap(store, "rebuild", "rebuild")
             timers.wrap(store, "_ensure_person", "ensure_person")
-            timers.wrap(store, "likely_same", "likely_same")
+            timers.wrap(store, "likely_same_in", "likely_same")
             timers.wrap(store, "person_likeness", "person_likeness")
             timers.wrap(store, "_upsert_candidate", "upsert_candidate")
             blocks = []
-            original_likely = store.likely_same
+            original_likely = store.likely_same_in
 
-            def likely_with_size(person, others):
-                blocks.append(len(others))
-                return original_likely(person, others)
-            store.likely_same = likely_with_size
+            def likely_with_size(person, groups):
+                blocks.append(sum(len(rows) for rows, _names, _squeezed in groups))
+                return original_likely(person, groups)
+            store.likely_same_in = likely_with_size
 
             slices = []
             per_slice = max(1, -(-len(ids) // SLICES))
@@ -98,7 +98,7 @@ def one_size(args, n: int) -> dict:
                           f"participant, mean block {slices[-1]['mean_block']:.0f}", flush=True)
             total = time.perf_counter() - started_all
             timers.restore()
-            store.likely_same = original_likely
+            store.likely_same_in = original_likely
             counts = {"participants": db.session.scalar(select(func.count()).select_from(Participant)),
                       "persons": db.session.scalar(select(func.count()).select_from(Person)),
                       "candidates": db.session.scalar(select(func.count()).select_from(DuplicateCandidate).where(

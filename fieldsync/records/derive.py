@@ -88,6 +88,8 @@ def _service(values: dict) -> dict:
 
 DERIVERS = {"seminar_attendance": _seminar, "needs_assessment": _assessment,
             "beneficiary_interview": _interview, "consultation_log": _service}
+TABLE_OF = {"seminar_attendance": "events", "needs_assessment": "assessments",
+            "beneficiary_interview": "interviews", "consultation_log": "services"}
 
 
 def derive(xml_form_id: str, values: dict) -> dict | None:

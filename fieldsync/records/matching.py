@@ -171,6 +171,22 @@ def likely_same(person, others):
     return [others[i] for i in sorted({index for _name, _score, index in hits})]
 
 
+def likely_same_in(person, groups, limit: int = 20) -> list:
+    """`likely_same` over a block kept as groups of (rows, names, names without spaces): the
+    best `limit` hits of each scorer across all the groups, without copying the block."""
+    cutoff = FUZZY_CANDIDATE_THRESHOLD - PREFILTER_MARGIN
+    squeezed = person.name_key.replace(" ", "")
+    chosen = {}
+    for query, column, scorer in ((person.name_key, 1, fuzz.token_set_ratio), (squeezed, 2, fuzz.ratio)):
+        hits = []
+        for g, group in enumerate(groups):
+            hits += [(-score, g, index) for _name, score, index in
+                     process.extract(query, group[column], scorer=scorer, limit=limit, score_cutoff=cutoff)]
+        for _score, g, index in sorted(hits)[:limit]:
+            chosen[(g, index)] = groups[g][0][index]
+    return [chosen[k] for k in sorted(chosen)]
+
+
 def person_likeness(name_a: str, name_b: str, year_a, year_b) -> float | None:
     """Score for two different person keys of one village, or None when not alike enough."""
     if year_a is not None and year_b is not None and year_a != year_b:

@@ -6,15 +6,18 @@ with the matching rules, writes the merge trace and the open candidates. All ins
 caller's write transaction.
 """
 from datetime import date
+from typing import NamedTuple
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..extensions import db
 from ..formats.submission import field_values, parse_stored
 from ..models import (Assessment, DuplicateCandidate, Event, Interview, Participant, Person, Service,
                       Submission, utcnow)
-from .derive import derive
-from .matching import MERGED, NOT_DUPLICATE, EventView, Group, group_events, likely_same, person_likeness
+from .derive import TABLE_OF, derive
+from .matching import MERGED, NOT_DUPLICATE, EventView, Group, group_events, likely_same_in, person_likeness
 
 TABLES = {"events": Event, "assessments": Assessment, "interviews": Interview, "services": Service}
 SCOPES = ("all", "approved")
@@ -40,19 +43,28 @@ def _source_of(table: str, record) -> str:
     return event_source(record.grantee_id, record.event_date) if table == "events" else submission_source(record.submission_id)
 
 
-def _existing(submission_id: int) -> list[tuple[str, object]]:
+def _existing(submission_id: int, tables=None) -> list[tuple[str, object]]:
     found = []
     for table, model in TABLES.items():
+        if tables is not None and table not in tables:
+            continue
         row = db.session.scalar(select(model).where(model.submission_id == submission_id))
         if row is not None:
             found.append((table, row))
     return found
 
 
+def dialect_insert(table):
+    """INSERT for this database's dialect, so that ON CONFLICT clauses can be added."""
+    dialect = db.session.get_bind().dialect.name
+    return (postgresql_insert if dialect == "postgresql" else sqlite_insert)(table)
+
+
 def rebuild(submission: Submission) -> set[str]:
     """Replace the records of one submission; return every indicator source affected."""
     touched = set()
-    for table, row in _existing(submission.id):
+    # A form's records live in one table; a submission of a form without records has none.
+    for table, row in _existing(submission.id, {TABLE_OF.get(submission.form.xml_form_id)}):
         touched.add(_source_of(table, row))
         if table == "events":
             db.session.execute(delete(Participant).where(Participant.event_id == row.id))
@@ -73,29 +85,91 @@ def rebuild(submission: Submission) -> set[str]:
         record.instance_id = submission.instance_id
     db.session.add(record)
     db.session.flush()
-    for participant in derived.get("participants", []):
-        db.session.add(Participant(event_id=record.id, **participant))
-        _ensure_person(participant, derived["fields"]["village_key"], submission.grantee_id)
+    participants = derived.get("participants", [])
+    if participants:
+        db.session.execute(insert(Participant.__table__),
+                           [{"event_id": record.id, **participant} for participant in participants])
+        village_key = derived["fields"]["village_key"]
+        new = [p for p in participants if _ensure_person(p, village_key, submission.grantee_id)]
+        if new:
+            db.session.execute(dialect_insert(Person.__table__).on_conflict_do_nothing(index_elements=["key"]), [
+                {"key": p["person_key"], "name_key": p["name_key"], "display_name": p["full_name"],
+                 "birth_year": p["birth_year"], "village_key": village_key, "canonical_key": p["person_key"]}
+                for p in new])
     touched.add(_source_of(derived["table"], record))
     return touched
 
 
-def _ensure_person(participant: dict, village_key: str, grantee_id: int | None) -> None:
+class PersonRow(NamedTuple):
+    key: str
+    name_key: str
+    display_name: str
+    birth_year: int | None
+    canonical_key: str
+
+
+class Block:
+    """The persons of one village, grouped by birth year, with their names ready for
+    rapidfuzz: loaded once per transaction, then kept up to date as persons are added."""
+
+    def __init__(self, rows):
+        self.keys: set[str] = set()
+        self.by_year: dict[int | None, tuple[list, list, list]] = {}
+        for row in rows:
+            self.add(PersonRow(*row))
+
+    def add(self, person: PersonRow) -> None:
+        self.keys.add(person.key)
+        rows, names, squeezed = self.by_year.setdefault(person.birth_year, ([], [], []))
+        rows.append(person)
+        names.append(person.name_key)
+        squeezed.append(person.name_key.replace(" ", ""))
+
+    def groups(self, birth_year: int | None):
+        """The (rows, names, names without spaces) a person of this birth year is compared
+        with: the same year and the unknown year, or every year when the person's is unknown."""
+        if birth_year is None:
+            return list(self.by_year.values())
+        return [self.by_year[y] for y in (birth_year, None) if y in self.by_year]
+
+    def size(self, birth_year: int | None) -> int:
+        return sum(len(rows) for rows, _n, _s in self.groups(birth_year))
+
+
+def _blocks() -> dict[str, Block]:
+    """This transaction's village blocks (a new transaction starts with none: what another
+    transaction committed since must be seen)."""
+    session = db.session()
+    transaction = session.get_transaction()
+    cached = session.info.get("person_blocks")
+    if cached is None or cached[0] is not transaction:
+        cached = (transaction, {})
+        session.info["person_blocks"] = cached
+    return cached[1]
+
+
+def village_block(village_key: str) -> Block:
+    blocks = _blocks()
+    block = blocks.get(village_key)
+    if block is None:
+        block = Block(db.session.execute(select(
+            Person.key, Person.name_key, Person.display_name, Person.birth_year, Person.canonical_key
+        ).where(Person.village_key == village_key)).all())
+        blocks[village_key] = block
+    return block
+
+
+def _ensure_person(participant: dict, village_key: str, grantee_id: int | None) -> bool:
+    """Match a participant's person against the village; True when the person is new (the
+    caller inserts it). Fuzzy look-alikes in the same village (and birth year, when both are
+    known) become candidates for a coordinator. A C-speed first pass over the block keeps
+    this cheap in a village with thousands of names; the exact score confirms."""
     key = participant["person_key"]
-    if db.session.get(Person, key) is not None:
-        return
-    person = Person(key=key, name_key=participant["name_key"], display_name=participant["full_name"],
-                    birth_year=participant["birth_year"], village_key=village_key, canonical_key=key)
-    db.session.add(person)
-    db.session.flush()
-    # Fuzzy look-alikes in the same village (and birth year, when both are known) become
-    # candidates for a coordinator. A C-speed first pass over the block keeps this cheap in
-    # a village with thousands of names; the exact score confirms.
-    query = select(Person).where(Person.village_key == village_key, Person.key != key)
-    if person.birth_year is not None:
-        query = query.where((Person.birth_year == person.birth_year) | Person.birth_year.is_(None))
-    block = db.session.scalars(query).all()
-    for other in likely_same(person, block):
+    block = village_block(village_key)
+    if key in block.keys:
+        return False
+    person = PersonRow(key, participant["name_key"], participant["full_name"], participant["birth_year"], key)
+    for other in likely_same_in(person, block.groups(person.birth_year)):
         score = person_likeness(person.name_key, other.name_key, person.birth_year, other.birth_year)
         if score is not None and other.canonical_key != key:
             a, b = sorted((key, other.key))
@@ -104,6 +178,8 @@ def _ensure_person(participant: dict, village_key: str, grantee_id: int | None) 
                               f"({score:.0f}%) in the same village"
                               + ("" if person.birth_year and other.birth_year else "; a birth year is missing")
                               + ".")
+    block.add(person)
+    return True
 
 
 def _upsert_candidate(kind, key_a, key_b, grantee_id, score, reason) -> None:
