@@ -72,10 +72,14 @@ def run_once(app, name: str, work, ttl_seconds: float = 600) -> bool:
 
 
 def start_scheduler(app):
-    """Start the APScheduler jobs in this process (called when serving, not in tests or CLI)."""
+    """Start the APScheduler jobs in this process (called when serving, not in tests or CLI),
+    and the worker that rebuilds records and indicators after each upload's response."""
     from apscheduler.schedulers.background import BackgroundScheduler
 
     from . import indicators
+    from .indicators import worker
+
+    worker.start(app)
 
     settings = app.config["FIELDSYNC"]
     scheduler = BackgroundScheduler(daemon=True, timezone="UTC")

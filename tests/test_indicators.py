@@ -326,3 +326,62 @@ def test_events_csv_is_generated_per_grantee_and_hash_follows_content(client, ph
     assert fetch(phones["chinek"])[0] == hash_chinek  # nothing changed, same hash
     send(client, phones, "chinek", "seminar_attendance", seminar(event_date="2026-11-28", village="Ivanovka"))
     assert fetch(phones["chinek"])[0] != hash_chinek
+
+
+def test_with_the_background_worker_an_upload_answers_before_the_rebuild_and_drain_catches_up(
+        app, client, phones, coordinator):
+    """As under gunicorn: the 201 waits for the durable store only; the record rebuild and the
+    indicator update happen in this process's worker thread, and `indicators.drain` waits
+    for them (what a test or script calls before reading indicators)."""
+    from fieldsync import indicators
+    from fieldsync.indicators import worker
+    from fieldsync.models import PendingRecord
+
+    started = worker.start(app)
+    try:
+        for day in ("2026-11-20", "2026-11-21", "2026-11-22"):
+            send(client, phones, "chinek", "seminar_attendance", seminar(event_date=day))
+        indicators.drain(app)
+        assert value(client, coordinator, "events_held") == "3"
+        assert value(client, coordinator, "unique_participants") == "2"
+        with app.app_context():
+            assert db.session.scalars(select(PendingRecord)).all() == []
+            assert indicators.recompute("test").drift == 0
+    finally:
+        app.extensions.pop(worker.EXTENSION, None)
+    assert started.thread.is_alive()  # a daemon: it ends with the process
+
+
+def test_what_a_killed_worker_left_queued_is_caught_up_when_a_worker_starts(app, client, phones, coordinator):
+    """A SIGKILL after the 201 and before the rebuild leaves the submission in
+    `pending_records`, committed with it; the next worker's start drains that backlog."""
+    from fieldsync import indicators
+    from fieldsync.indicators import worker
+    from fieldsync.models import PendingRecord
+
+    class Dead:  # a worker that accepts work and never does it, as one killed at once would
+        def submit(self, ids):
+            pass
+
+        def wait_idle(self, timeout=0):
+            return True
+    app.extensions[worker.EXTENSION] = Dead()
+    send(client, phones, "chinek", "seminar_attendance", seminar())
+    send(client, phones, "chinek", "consultation_log", {"grantee": "chinek", "service_date": "2026-11-02",
+                                                         "channel": "hotline", "service_type": "legal",
+                                                         "client_sex": "female", "client_age_group": "18_35",
+                                                         "client_is_victim": "yes", "client_code": "C-1"})
+    with app.app_context():
+        assert len(db.session.scalars(select(PendingRecord)).all()) == 2
+    assert value(client, coordinator, "events_held") == "0"
+    app.extensions.pop(worker.EXTENSION)
+    fresh = worker.start(app)
+    try:
+        assert fresh.wait_idle(30)
+        assert value(client, coordinator, "events_held") == "1"
+        assert value(client, coordinator, "victims_assisted") == "1"
+        with app.app_context():
+            assert db.session.scalars(select(PendingRecord)).all() == []
+            assert indicators.recompute("test").drift == 0
+    finally:
+        app.extensions.pop(worker.EXTENSION, None)

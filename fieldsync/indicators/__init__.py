@@ -2,20 +2,38 @@
 incremental updates, the reconcile job, targets.
 
 Owns `indicator_*`, `targets` and `reconcile_runs`. May use models and records; never HTTP.
-Listens for `signals.submissions_changed` and processes the record queue then, so values move
-as soon as a submission lands; the reconcile job catches anything a failure left behind.
+Listens for `signals.submissions_changed`: a serving process hands the queued submissions to
+its background `worker` (so an upload's 201 waits only for the durable store), anything else
+(CLI, tests with Flask's test client) processes them at once. The `indicators.pending` job and
+the reconcile job catch up anything a crash or failure left behind.
 """
 import logging
 
 from ..signals import submissions_changed
+from . import worker
 from .engine import definitions, process_pending, recompute, refresh_sources
 
 log = logging.getLogger(__name__)
 
-__all__ = ["definitions", "init_app", "process_pending", "recompute", "refresh_sources"]
+__all__ = ["definitions", "drain", "init_app", "process_pending", "recompute", "refresh_sources"]
+
+
+def drain(app, timeout: float = 30.0) -> int:
+    """Bring indicators up to date now: wait for this process's background worker (if it has
+    one), then process whatever is still queued in the database. Returns how many submissions
+    this call processed itself. For tests, scripts and the CLI; requests never wait for it."""
+    running = worker.current(app)
+    if running is not None and not running.wait_idle(timeout):
+        raise TimeoutError("the indicator worker did not finish in time")
+    with app.app_context():
+        return process_pending(limit=10**9)
 
 
 def _on_submissions_changed(app, submission_ids=(), **_):
+    running = worker.current(app)
+    if running is not None:
+        running.submit(submission_ids)
+        return
     # The change itself is committed already; a failure here must never undo or hide it.
     try:
         # A request rebuilds only what it changed; a backlog (after a restart, a burst that
