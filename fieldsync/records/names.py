@@ -26,6 +26,7 @@ How a key is made, in this order:
 6. Tokens are sorted. The whole is repeated on its own output until nothing changes, so a
    key normalises to itself.
 """
+import functools
 import itertools
 import re
 import unicodedata
@@ -266,6 +267,7 @@ def _village_tokens(tokens: list[str]) -> list[str]:
     return _bind(kept, _VILLAGE_FIRST_PARTS, _VILLAGE_LAST_PARTS)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def normalise_name(text: str | None) -> str:
     """The canonical key of a person's name: equal keys are the same name however it was
     written (Cyrillic or any common Latin spelling, any case, spacing, punctuation or word
