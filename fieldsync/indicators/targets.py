@@ -63,3 +63,42 @@ def list_targets(project_id: int, grantee_id: int | None = None) -> list[tuple[T
     if grantee_id is not None:
         query = query.where(Target.grantee_id == grantee_id)
     return list(db.session.execute(query.order_by(Grantee.code, Target.indicator, Target.period)).all())
+
+
+TARGET_MAX = 1e12  # no programme counts past a trillion; beyond it is a typing slip
+
+
+def check_value(value) -> float:
+    """A target's value as a number, refused when it is not a finite, non-negative number
+    below TARGET_MAX (so 'nan', 'inf' and 1e400 never reach the database)."""
+    import math
+    try:
+        number = float(str(value).strip().replace(",", "."))
+    except (TypeError, ValueError):
+        raise problems.unexpected_value(field="value", value=value, reason="a target is a number") from None
+    if math.isnan(number) or math.isinf(number) or number > TARGET_MAX:
+        raise problems.unexpected_value(field="value", value=value, reason="a target is a number below 10^12")
+    if number < 0:
+        raise problems.unexpected_value(field="value", value=value, reason="a target cannot be negative")
+    return number
+
+
+def get_target(project_id: int, grantee_id: int, indicator: str, period: str) -> Target | None:
+    return db.session.scalar(select(Target).join(Grantee, Grantee.id == Target.grantee_id).where(
+        Grantee.project_id == project_id, Target.grantee_id == grantee_id, Target.indicator == indicator,
+        Target.period == period))
+
+
+def delete_target(project_id: int, grantee_code: str, indicator: str, period: str, actor=None) -> bool:
+    """Remove one target (audited); False when there was none. Call inside a write transaction."""
+    grantee = db.session.scalar(select(Grantee).where(Grantee.project_id == project_id, Grantee.code == grantee_code))
+    if grantee is None:
+        return False
+    target = get_target(project_id, grantee.id, indicator, period or "")
+    if target is None:
+        return False
+    record("target.delete", actor, subject=target,
+           details={"grantee": grantee_code, "indicator": indicator, "period": target.period, "value": target.value})
+    db.session.delete(target)
+    db.session.flush()
+    return True
