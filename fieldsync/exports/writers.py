@@ -1,0 +1,178 @@
+"""What an export job writes: submissions as Central's csv.zip or as an XLSX workbook (one sheet
+for the root, one per repeat), and indicator tables as CSV or XLSX.
+
+Each writer takes an open binary file and a `progress(done, total)` callback (which renews the
+job's lease and may raise `Abandoned` when another process took the job over); it never holds
+a whole export in memory: repeats are spooled to temporary files, XLSX is openpyxl write-only.
+"""
+import csv
+import io
+import re
+import tempfile
+import zipfile
+
+from .. import storage
+from ..formats import csv_export
+from ..formats.odata import visible_fields
+from ..formats.submission import field_values, parse_stored
+from . import queries
+
+NUMERIC = {"int", "decimal"}
+SHEET_NAME = re.compile(r"[\[\]:*?/\\]")
+
+
+def _fields(schema: dict, personal: bool) -> list[dict]:
+    return visible_fields(schema, personal)
+
+
+def _personal_files(schema: dict) -> set[str]:
+    return {f["path"] for f in schema["fields"] if f.get("personal") and f["type"] == "binary"}
+
+
+def submissions_zip(out, form_id: str, schema: dict, spec, personal: bool, with_media: bool, progress) -> int:
+    fields = _fields(schema, personal)
+    repeats = schema.get("repeats", [])
+    hidden_files = _personal_files(schema) if not personal else set()
+    total = queries.count(spec)
+    progress(0, total)
+    done = 0
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        root = archive.open(f"{form_id}.csv", "w", force_zip64=True)
+        root.write(csv_export.line(csv_export.root_header(fields)).encode("utf-8"))
+        spooled = {r: tempfile.TemporaryFile() for r in repeats}
+        for repeat in repeats:
+            spooled[repeat].write(csv_export.line(csv_export.repeat_header(fields, repeat)).encode("utf-8"))
+        media: dict[str, str] = {}
+        for batch in queries.batches(spec):
+            for submission, system in batch:
+                values = field_values(parse_stored(submission.current_def.xml), schema)
+                root.write(csv_export.line(csv_export.root_row(fields, values, system)).encode("utf-8"))
+                for repeat in repeats:
+                    for row in csv_export.repeat_rows(fields, values, repeat, submission.instance_id):
+                        spooled[repeat].write(csv_export.line(row).encode("utf-8"))
+                if with_media:
+                    hidden = {values.get(p) for p in hidden_files}
+                    for attachment in submission.current_def.attachments:
+                        if attachment.blob is not None and attachment.name not in hidden:
+                            media[attachment.name] = attachment.blob.sha256
+            done += len(batch)
+            progress(done, total)
+        root.close()
+        for repeat, handle in spooled.items():
+            handle.seek(0)
+            with archive.open(f"{form_id}-{repeat.replace('/', '-')}.csv", "w", force_zip64=True) as target:
+                while chunk := handle.read(1024 * 1024):
+                    target.write(chunk)
+            handle.close()
+        for name, sha256 in sorted(media.items()):
+            archive.write(storage.path_of(sha256), f"media/{name}")
+    return done
+
+
+def _types(fields: list[dict], repeat: str | None) -> list[str]:
+    """The field type behind each column of a table, in csv_export's column order."""
+    out = []
+    for field in fields:
+        if field["repeat"] != repeat:
+            continue
+        out += [field["type"]] * (4 if field["type"] == "geopoint" else 1)
+    return out
+
+
+def _typed(row: list, types: list[str], offset: int) -> list:
+    """Numbers as numbers, so a spreadsheet can sum them; everything else as text."""
+    out = list(row)
+    for index, kind in enumerate(types):
+        value = out[index + offset] if index + offset < len(out) else None
+        if kind in NUMERIC and isinstance(value, str) and value:
+            try:
+                out[index + offset] = int(value) if kind == "int" else float(value)
+            except ValueError:
+                pass
+    return out
+
+
+def sheet_title(name: str, taken: set[str]) -> str:
+    title = SHEET_NAME.sub("-", name)[:31] or "sheet"
+    base, n = title, 2
+    while title.lower() in taken:
+        suffix = f" ({n})"
+        title, n = base[:31 - len(suffix)] + suffix, n + 1
+    taken.add(title.lower())
+    return title
+
+
+def submissions_xlsx(out, form_id: str, schema: dict, spec, personal: bool, progress) -> int:
+    from openpyxl import Workbook
+
+    fields = _fields(schema, personal)
+    repeats = schema.get("repeats", [])
+    total = queries.count(spec)
+    progress(0, total)
+    book = Workbook(write_only=True)
+    taken: set[str] = set()
+    root = book.create_sheet(sheet_title(form_id, taken))
+    root.append(csv_export.root_header(fields))
+    root_types = _types(fields, None)
+    sheets, repeat_types = {}, {}
+    for repeat in repeats:
+        sheets[repeat] = book.create_sheet(sheet_title(repeat.replace("/", "-"), taken))
+        sheets[repeat].append(csv_export.repeat_header(fields, repeat))
+        repeat_types[repeat] = _types(fields, repeat)
+    done = 0
+    for batch in queries.batches(spec):
+        for submission, system in batch:
+            values = field_values(parse_stored(submission.current_def.xml), schema)
+            root.append(_typed(csv_export.root_row(fields, values, system), root_types, 1))
+            for repeat in repeats:
+                for row in csv_export.repeat_rows(fields, values, repeat, submission.instance_id):
+                    sheets[repeat].append(_typed(row, repeat_types[repeat], 0))
+        done += len(batch)
+        progress(done, total)
+    book.save(out)
+    return done
+
+
+INDICATOR_HEADER = ["indicator", "indicator_name", "org_unit", "period", "disaggregation", "value",
+                    "target", "percent_achieved"]
+
+
+def _number(value):
+    if value is None:
+        return None
+    return int(round(value)) if abs(value - round(value)) < 1e-9 else round(value, 2)
+
+
+def indicator_rows(cells, names: dict) -> list[list]:
+    rows = []
+    for c in cells:
+        rows.append([c.indicator, names.get(c.indicator, c.indicator), c.org_unit, c.period, c.coc,
+                     _number(c.value), _number(c.target), c.percent_achieved])
+    return rows
+
+
+def indicators_csv(out, rows: list[list], progress) -> int:
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(INDICATOR_HEADER)
+    for n, row in enumerate(rows, start=1):
+        writer.writerow(["" if v is None else v for v in row])
+        if n % 1000 == 0:
+            progress(n, len(rows))
+    text.flush()
+    text.detach()
+    progress(len(rows), len(rows))
+    return len(rows)
+
+
+def indicators_xlsx(out, rows: list[list], progress) -> int:
+    from openpyxl import Workbook
+
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet("indicator values")
+    sheet.append(INDICATOR_HEADER)
+    for row in rows:
+        sheet.append(row)
+    book.save(out)
+    progress(len(rows), len(rows))
+    return len(rows)
