@@ -22,7 +22,7 @@ nav(40, "Forms", "web.forms", "form.list")
 
 MAX_WORKBOOK_BYTES = 5 * 1024 * 1024
 WORKBOOK_TYPES = (".xlsx", ".xls")
-STATES = {"open": N_("Open"), "closing": N_("Closing"), "closed": N_("Closed")}
+STATES = {"open": N_("Open for submissions"), "closing": N_("Closing"), "closed": N_("Closed")}
 STATE_DONE = {"open": N_("%(title)s is open: devices list it and it takes submissions."),
               "closing": N_("%(title)s is closing: devices no longer list it, but it still takes submissions."),
               "closed": N_("%(title)s is closed: it takes no more submissions.")}
