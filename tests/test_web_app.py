@@ -156,3 +156,14 @@ def test_russian_plurals_follow_russian_rules(app):
         g.language = "ru"
         said = [i18n.ngettext("%(num)d submission", "%(num)d submissions", n) for n in (1, 3, 5, 21, 11)]
         assert said == ["1 отправка", "3 отправки", "5 отправок", "21 отправка", "11 отправок"]
+
+
+def test_an_unexpected_error_is_a_plain_page_and_logged(app, client, caplog):
+    def broken():
+        raise RuntimeError("secret detail of the bug")
+    app.add_url_rule("/broken-page", "broken_page", broken)
+    response = client.get("/broken-page", headers={"Accept": "text/html"})
+    body = response.get_data(as_text=True)
+    assert response.status_code == 500 and "<html" in body
+    assert "secret detail" not in body and "Traceback" not in body and "Something went wrong" in body
+    assert "secret detail of the bug" in caplog.text  # the traceback is in the log, for us
