@@ -178,6 +178,10 @@ class Figures:
         cell = self.cells.get((indicator, unit, coc))
         return cell.value if cell else 0.0
 
+    def measured(self, indicator: str, units: list[str]) -> bool:
+        """Whether anything was measured: a mean of nothing is no figure, not 0."""
+        return any(i == indicator and u in units for (i, u, _o) in self.cells)
+
     def target(self, indicator: str, unit: str) -> float | None:
         cell = self.cells.get((indicator, unit, "total"))
         return cell.target if cell else None
@@ -223,7 +227,8 @@ def figure(figures: Figures, indicator: str, units: list[str], org_unit: str,
     covered = value if len(with_target) == len(target_units) else figures.combined(indicator, with_target)
     achieved = percent(covered, target)
     return {"indicator": indicator, "org_unit": org_unit, "value": value, "raw": format_value(value),
-            "text": display(value, family), "target": target,
+            "text": display(value, family) if family != "mean" or figures.measured(indicator, units) else "—",
+            "target": target,
             "target_text": display(target, family) if target is not None else None,
             "percent": achieved, "percent_text": format_percent(achieved / 100) if achieved is not None else None,
             "bar": min(achieved, 100.0) if achieved is not None else 0,
@@ -317,6 +322,8 @@ def dashboard():
 
     chart_index = order.index(chart_indicator)
     grantee_rows = [r for r in rows if r["kind"] == "grantee"]
+    # One grantee: a bar per grantee says little; its progress against each target says more.
+    progress = [k for k in kpis if k["percent"] is not None] if len(grantee_rows) == 1 else []
     charts = {
         "indicator": indicator_label(defs[chart_indicator]),
         "labels": {"actual": gettext("Actual"), "target": gettext("Target")},
@@ -325,6 +332,8 @@ def dashboard():
                      "target": [r["cells"][chart_index]["target"] for r in grantee_rows]},
         "trend": {"labels": [m["label"] for m in trend], "values": [m["value"] for m in trend],
                   "year": year},
+        "progress": {"labels": [k["label"] for k in progress], "values": [k["percent"] for k in progress],
+                     "label": gettext("Share of the target achieved, %")},
         "disaggregations": [{"id": d["indicator"], "labels": [r["label"] for r in d["rows"]],
                              "values": [r["value"] for r in d["rows"]]} for d in disaggregations],
     }
@@ -351,5 +360,5 @@ def dashboard():
         org_choices=org_choices, own_only=scope_grantee is not None,
         indicators=[(i, indicator_label(defs[i])) for i in order], chart_indicator=chart_indicator,
         chart_label=indicator_label(defs[chart_indicator]), kpis=kpis, rows=rows, disaggregations=disaggregations,
-        trend=trend, year=year, charts=charts, under_review=under_review, open_duplicates=open_duplicates,
+        trend=trend, year=year, charts=charts, progress=progress, under_review=under_review, open_duplicates=open_duplicates,
         can_review=can(g.actor, "submission.read"), has_targets=any(k["target"] is not None for k in kpis))

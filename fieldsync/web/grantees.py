@@ -43,7 +43,7 @@ def grantees():
     activity = programme.activity(PROJECT_ID, scope)
     rows = [{"grantee": x, "region": region_label(regions[x.region_code]) if x.region_code in regions else x.region_code,
              "activity": activity.get(x.id, programme.Activity())}
-            for x in programme.grantees(PROJECT_ID, only_id=scope)]
+            for x in sorted(programme.grantees(PROJECT_ID, only_id=scope), key=lambda x: x.name.casefold())]
     return render_template("web/grantees/index.html", rows=rows)
 
 

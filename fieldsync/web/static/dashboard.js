@@ -50,12 +50,27 @@
     if (many) grantees.parentElement.classList.add("tall");
   }
 
+  const progress = document.getElementById("chart-progress");
+  if (progress) {
+    const colours = data.progress.values.map(function (v) { return v >= 100 ? "#1e7a46" : brand; });
+    new Chart(progress, {
+      type: "bar",
+      data: {labels: data.progress.labels, datasets: [{label: data.progress.label, data: data.progress.values,
+             backgroundColor: colours, borderRadius: 3}]},
+      options: {indexAxis: "y", maintainAspectRatio: false,
+                plugins: {legend: {display: false}, tooltip: {callbacks: {label: function (ctx) {
+                  return number.format(ctx.parsed.x) + " %"; }}}},
+                scales: {x: {beginAtZero: true, suggestedMax: 100, ticks: {callback: function (v) { return v + " %"; }}},
+                         y: {ticks: {autoSkip: false}}}}
+    });
+  }
+
   const trend = document.getElementById("chart-trend");
   if (trend) {
     new Chart(trend, {
       type: "line",
       data: {labels: data.trend.labels, datasets: [{label: data.indicator, data: data.trend.values, borderColor: brand,
-             backgroundColor: "rgba(31, 95, 139, .12)", fill: true, tension: .25, pointRadius: 3}]},
+             backgroundColor: "rgba(31, 95, 139, .12)", fill: true, cubicInterpolationMode: "monotone", pointRadius: 3}]},
       options: {maintainAspectRatio: false, plugins: {legend: {display: false}, tooltip: tooltip},
                 scales: {y: {beginAtZero: true}}}
     });
