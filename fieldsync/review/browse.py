@@ -411,15 +411,38 @@ def questions(schema: dict, values: dict, language: str, extras: FormExtras, per
     return out
 
 
+def form_title(form, language: str) -> str:
+    """A form's title in one language: programme workbooks title their forms in every language
+    at once ("Event attendance · Учёт мероприятия · …", in the order of the form's languages)."""
+    version = form.current_version
+    title = form.title
+    if version is None:
+        return title
+    languages = version.schema.get("languages") or []
+    parts = [p.strip() for p in title.split(" · ")]
+    if len(languages) > 1 and len(parts) == len(languages):
+        keys = language_key(languages, language)
+        for key in keys:
+            if key in languages:
+                return parts[languages.index(key)]
+    return title
+
+
 def field_label(f: dict, schema: dict, language: str) -> str:
     return label(f.get("label"), language_key(schema.get("languages") or [], language), f.get("name") or "")
 
 
 def _cell(f, value, choices, keys, personal_ok) -> dict:
     hidden = bool(f.get("personal")) and not personal_ok
+    day = None
+    if f["type"] == "date" and value and not hidden:
+        try:
+            day = date.fromisoformat(value.strip()[:10])
+        except ValueError:
+            day = None
     return {"hidden": hidden, "value": None if hidden else show_value(f, value, choices, keys),
             "raw": None if hidden else value, "type": f["type"], "personal": bool(f.get("personal")),
-            "name": f["name"]}
+            "name": f["name"], "date": day}
 
 
 def is_image(attachment: SubmissionAttachment) -> bool:

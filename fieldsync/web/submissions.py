@@ -155,7 +155,7 @@ def submissions():
         states=REVIEW_STATES, args=request.args, region_name=region_name,
         newer_url=_url(after=None, before=result.newer) if result.newer else None,
         older_url=_url(before=None, after=result.older) if result.older else None,
-        form_url=lambda f: url_for("web.submissions", form=f.xml_form_id),
+        form_url=lambda f: url_for("web.submissions", form=f.xml_form_id), form_title=browse.form_title,
         clear_url=url_for("web.submissions", form=form.xml_form_id))
 
 
@@ -188,7 +188,7 @@ def submission(xml_form_id, instance_id):
     app_names = browse.app_user_names({a.actor_app_user_id for a in audits if a.actor_app_user_id})
     browse.record_read(g.actor, found)
     return render_template(
-        "web/submissions/detail.html", form=form, submission=found, current=current, answers=answers,
+        "web/submissions/detail.html", form=form, title=browse.form_title(form, language), submission=found, current=current, answers=answers,
         files=files, personal_files=personal_files, is_image=browse.is_image, versions=versions,
         changes_shown=lambda change: _change_row(change, latest["schema"], extras, language, personal_ok),
         comments=comments, reviews=reviews, audits=audits, names=names, app_names=app_names,
