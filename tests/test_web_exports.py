@@ -222,3 +222,46 @@ def test_files_older_than_a_day_are_removed_when_a_new_job_starts(app, web_clien
     assert not path.exists()
     assert web.get(f"/exports/{job_id}/download").status_code == 404
     assert "Removed after 24 hours" in web.get("/exports").data.decode()
+
+
+def test_media_come_with_the_zip_but_personal_photos_only_when_asked(app, client, web_client, make_app_user):
+    token = make_app_user(name="chinek camera phone", grantee="chinek")["token"]
+    form = client.get(f"/v1/key/{token}/projects/1/forms/seminar_attendance.xml").data
+    xml = instance_xml(form, {**SEMINAR, "photo": "seminar.jpg"})
+    photo = b"\xff\xd8\xff\xe0" + b"a seminar in Kant" * 50
+    assert post(client, f"/v1/key/{token}/projects/1/submission", xml, files={"seminar.jpg": photo}).status_code == 201
+    web = web_client("coordinator")
+    job_id, _ = start(web, media="yes")
+    with zipfile.ZipFile(io.BytesIO(download(web, job_id).data)) as archive:
+        assert not any(name.startswith("media/") for name in archive.namelist())  # the photo is personal
+    job_id, _ = start(web, media="yes", personal="yes")
+    with zipfile.ZipFile(io.BytesIO(download(web, job_id).data)) as archive:
+        assert archive.read("media/seminar.jpg") == photo
+        root = list(csv.DictReader(io.StringIO(archive.read("seminar_attendance.csv").decode())))
+        assert root[0]["photo"] == "seminar.jpg"
+
+
+def test_a_worker_that_lost_its_lease_stops_and_a_scheduler_can_run_left_jobs(app, web_client, seminars):
+    web = web_client("coordinator")
+    params = {"form": "seminar_attendance", "personal": False, "media": False, "grantee_id": None,
+              "review_state": None, "since": None, "until": None}
+    with app.app_context():
+        with write_transaction():
+            job = ExportJob(project_id=1, user_id=_user_id(app, web), kind="submissions.xlsx",
+                            params=json.dumps(params), status="pending", done_rows=0,
+                            created_at=utcnow() - timedelta(minutes=2))
+            db.session.add(job)
+        job_id = job.id
+        first = exports.claim(job_id)
+        assert first is not None and exports.claim(job_id) is None
+        with write_transaction():
+            db.session.get(ExportJob, job_id).lease_until = utcnow() - timedelta(seconds=1)
+        assert exports.claim(job_id) not in (None, first)  # taken over
+        with pytest.raises(exports.Abandoned):
+            exports._reporter(job_id, first)(1, 4, force=True)
+        with write_transaction():
+            db.session.get(ExportJob, job_id).lease_until = utcnow() - timedelta(seconds=1)
+        assert exports.run_stale() == 1
+        done = db.session.get(ExportJob, job_id)
+        db.session.refresh(done)
+        assert done.status == "done" and done.done_rows == 4 and exports.file_of(done).stat().st_size > 0

@@ -178,9 +178,11 @@ def claim(job_id: int):
 def _reporter(job_id: int, mark):
     last = [0.0]
 
-    def progress(done: int, total: int | None) -> None:
+    def progress(done: int, total: int | None, force: bool = False) -> None:
+        """Record how far the job is and renew its lease (at most every PROGRESS_EVERY seconds
+        unless forced); raises Abandoned when the job is no longer this worker's."""
         moment = utcnow().timestamp()
-        if moment - last[0] < PROGRESS_EVERY and done != total:
+        if not force and moment - last[0] < PROGRESS_EVERY:
             return
         last[0] = moment
         with write_transaction():
@@ -280,7 +282,7 @@ def _write(job: ExportJob, kind: str, params: dict, out, progress) -> str:
     cells = read(job.project_id, families, [], [], [params.get("period") or ""], params.get("scope", "all"),
                  params.get("grantee_id"), with_targets=True)
     rows = writers.indicator_rows(cells, names)
-    progress(0, len(rows))
+    progress(0, len(rows), force=True)
     if kind == "indicators.csv":
         writers.indicators_csv(out, rows, progress)
     else:

@@ -1,8 +1,9 @@
 """What an export job writes: submissions as Central's csv.zip or as an XLSX workbook (one sheet
 for the root, one per repeat), and indicator tables as CSV or XLSX.
 
-Each writer takes an open binary file and a `progress(done, total)` callback (which renews the
-job's lease and may raise `Abandoned` when another process took the job over); it never holds
+Each writer takes an open binary file and a `progress(done, total, force=False)` callback (which
+renews the job's lease, at most twice a second unless forced, and raises `Abandoned` when another
+process took the job over); it calls it often, even while copying media; it never holds
 a whole export in memory: repeats are spooled to temporary files, XLSX is openpyxl write-only.
 """
 import csv
@@ -34,7 +35,7 @@ def submissions_zip(out, form_id: str, schema: dict, spec, personal: bool, with_
     repeats = schema.get("repeats", [])
     hidden_files = _personal_files(schema) if not personal else set()
     total = queries.count(spec)
-    progress(0, total)
+    progress(0, total, force=True)
     done = 0
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
         root = archive.open(f"{form_id}.csv", "w", force_zip64=True)
@@ -66,6 +67,8 @@ def submissions_zip(out, form_id: str, schema: dict, spec, personal: bool, with_
             handle.close()
         for name, sha256 in sorted(media.items()):
             archive.write(storage.path_of(sha256), f"media/{name}")
+            progress(done, total)  # photos take long to copy: keep the lease
+    progress(done, total, force=True)
     return done
 
 
@@ -108,7 +111,7 @@ def submissions_xlsx(out, form_id: str, schema: dict, spec, personal: bool, prog
     fields = _fields(schema, personal)
     repeats = schema.get("repeats", [])
     total = queries.count(spec)
-    progress(0, total)
+    progress(0, total, force=True)
     book = Workbook(write_only=True)
     taken: set[str] = set()
     root = book.create_sheet(sheet_title(form_id, taken))
@@ -130,6 +133,7 @@ def submissions_xlsx(out, form_id: str, schema: dict, spec, personal: bool, prog
         done += len(batch)
         progress(done, total)
     book.save(out)
+    progress(done, total, force=True)
     return done
 
 
@@ -157,11 +161,10 @@ def indicators_csv(out, rows: list[list], progress) -> int:
     writer.writerow(INDICATOR_HEADER)
     for n, row in enumerate(rows, start=1):
         writer.writerow(["" if v is None else v for v in row])
-        if n % 1000 == 0:
-            progress(n, len(rows))
+        progress(n, len(rows))
     text.flush()
     text.detach()
-    progress(len(rows), len(rows))
+    progress(len(rows), len(rows), force=True)
     return len(rows)
 
 
@@ -174,5 +177,5 @@ def indicators_xlsx(out, rows: list[list], progress) -> int:
     for row in rows:
         sheet.append(row)
     book.save(out)
-    progress(len(rows), len(rows))
+    progress(len(rows), len(rows), force=True)
     return len(rows)
