@@ -98,11 +98,32 @@ def test_the_page_picks_periods_from_the_picker_and_counts_the_queue(sent, web_c
     assert re.search(r'href="/submissions\?reviewState=received" data-test="under-review">\s*'
                      r'<span class="attention-count">4</span>', page)
     assert 'href="/duplicates"' in page
+    chuy = coordinator.get("/?org=chuy").data.decode()  # the queue of the grantees shown
+    assert re.search(r'href="/submissions\?reviewState=received&amp;region=chuy" data-test="under-review">\s*'
+                     r'<span class="attention-count">2</span>', chuy)
     # The trend table carries the chosen indicator per month.
     trend = coordinator.get("/?period=2026&indicator=events_held").data.decode()
     assert re.search(r'data-period="202609">1<', trend) and re.search(r'data-period="202611">1<', trend)
     assert re.search(r'data-option="tot">1<', trend)  # events by type
-    assert re.search(r'data-option="female">11<', trend) is None or True
+
+
+def test_a_mean_over_grantees_is_weighted_by_what_was_averaged(app, client, make_app_user, web_client, make_user):
+    evaluator = make_app_user(name="evaluator", evaluator=True)["token"]
+    form = client.get(f"/v1/key/{evaluator}/projects/1/forms/beneficiary_interview.xml").data
+    for grantee, region, satisfaction in (("tomo", "issyk_kul", 4), ("tomo", "issyk_kul", 5), ("chinek", "chuy", 3)):
+        xml = instance_xml(form, {"grantee": grantee, "region": region, "village": "X", "interview_date": "2026-10-20",
+                                  "consent": "yes", "beneficiary_type": "victim", "satisfaction": satisfaction,
+                                  "knowledge_gained": 4})
+        assert post(client, f"/v1/key/{evaluator}/projects/1/submission", xml).status_code == 201
+    page = web_client("viewer").get("/?period=2026")
+    shown = cells(page)
+    assert shown[("satisfaction_mean", "tomo")] == "4.50" and shown[("satisfaction_mean", "chinek")] == "3"
+    assert kpis(page)["satisfaction_mean"] == "4"  # (4 + 5 + 3) / 3, not the mean of 4.5 and 3
+    assert "4.00" in re.search(r'data-kpi="satisfaction_mean">.*?</span>\s*<span class="kpi-value"[^>]*>([^<]+)<',
+                               page.data.decode(), re.S).group(1)
+    # A grantee with nothing to average shows no figure rather than a zero.
+    assert re.search(r'data-indicator="satisfaction_mean" data-org-unit="sezim" data-value="0">—<', page.data.decode())
+    assert "data-test=\"under-review\"" in page.data.decode() and 'href="/duplicates"' not in page.data.decode()
 
 
 def test_grantee_staff_see_only_their_own_grantee(sent, web_client):

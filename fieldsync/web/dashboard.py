@@ -338,10 +338,14 @@ def dashboard():
                              "values": [r["value"] for r in d["rows"]]} for d in disaggregations],
     }
 
-    # What still waits for a person.
+    # What still waits for a person, among the grantees shown (with no filter, also what names no grantee).
+    shown_ids = {x.id for x in shown} | ({None} if scope_grantee is None and not org else set())
     activity = programme.activity(PROJECT_ID, scope_grantee)
-    under_review = sum(a.under_review for gid, a in activity.items() if scope_grantee is None or gid == scope_grantee)
-    open_duplicates = len(dedup.candidates("open", scope_grantee)) if can(g.actor, "duplicate.resolve") else None
+    under_review = sum(a.under_review for gid, a in activity.items() if gid in shown_ids)
+    open_duplicates = (sum(1 for c in dedup.candidates("open", scope_grantee) if c.grantee_id in shown_ids)
+                       if can(g.actor, "duplicate.resolve") else None)
+    review_link = "/submissions?reviewState=received" + (
+        f"&grantee={org}" if org in codes else f"&region={org}" if org else "")
 
     org_choices = {"regions": sorted(((r.code, region_label(r)) for r in regions.values()
                                       if any(x.region_code == r.code for x in grantees)), key=lambda p: p[1]),
@@ -360,5 +364,5 @@ def dashboard():
         org_choices=org_choices, own_only=scope_grantee is not None,
         indicators=[(i, indicator_label(defs[i])) for i in order], chart_indicator=chart_indicator,
         chart_label=indicator_label(defs[chart_indicator]), kpis=kpis, rows=rows, disaggregations=disaggregations,
-        trend=trend, year=year, charts=charts, progress=progress, under_review=under_review, open_duplicates=open_duplicates,
+        trend=trend, year=year, charts=charts, progress=progress, under_review=under_review, open_duplicates=open_duplicates, review_link=review_link,
         can_review=can(g.actor, "submission.read"), has_targets=any(k["target"] is not None for k in kpis))
