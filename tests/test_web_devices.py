@@ -9,7 +9,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from fieldsync.extensions import db
-from fieldsync.formats.collect_settings import decode_payload
+from fieldsync.formats.collect_settings import decode_payload, qr_png
 from fieldsync.models import AppUser, Audit
 
 OPENROSA = {"X-OpenRosa-Version": "1.0"}
@@ -45,6 +45,7 @@ def test_create_a_device_scan_its_code_and_revoke_it(app, admin, client):
     image = Image.open(io.BytesIO(qr.data))
     image.verify()
     assert image.format == "PNG" and image.size[0] > 100
+    assert qr.data == qr_png(payload)  # the image encodes exactly the settings shown beside it
     with app.app_context():
         device = db.session.scalar(select(AppUser).where(AppUser.display_name == "Chinek tablet 7"))
         assert device.grantee.code == "chinek" and not device.is_evaluator
