@@ -197,6 +197,7 @@ def _fold(token: str) -> str:
     return token
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _fold_all(token: str) -> str:
     """Fold until stable: a fold can expose work for an earlier one (Абдыюсуп)."""
     for _ in range(10):
@@ -208,7 +209,12 @@ def _fold_all(token: str) -> str:
 
 
 def _tokens(text: str) -> list[str]:
-    return [t for t in (_fold_all(w) for w in _prepare(text).split()) if t]
+    return list(_tokens_of(text))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _tokens_of(text: str) -> tuple[str, ...]:
+    return tuple(t for t in (_fold_all(w) for w in _prepare(text).split()) if t)
 
 
 def _keys(words) -> frozenset:

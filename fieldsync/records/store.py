@@ -8,7 +8,7 @@ caller's write transaction.
 from datetime import date
 from typing import NamedTuple
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, false, insert, select, true, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -90,6 +90,7 @@ def rebuild(submission: Submission) -> set[str]:
         db.session.execute(insert(Participant.__table__),
                            [{"event_id": record.id, **participant} for participant in participants])
         village_key = derived["fields"]["village_key"]
+        village_block(village_key, {p["birth_year"] for p in participants})  # one load for the register
         new = [p for p in participants if _ensure_person(p, village_key, submission.grantee_id)]
         if new:
             db.session.execute(dialect_insert(Person.__table__).on_conflict_do_nothing(index_elements=["key"]), [
@@ -110,13 +111,43 @@ class PersonRow(NamedTuple):
 
 class Block:
     """The persons of one village, grouped by birth year, with their names ready for
-    rapidfuzz: loaded once per transaction, then kept up to date as persons are added."""
+    rapidfuzz. Only the years asked for are loaded (a person of a known year is compared with
+    that year and the unknown year only), each at most once per transaction, and persons
+    added in the transaction join it at once."""
 
-    def __init__(self, rows):
+    def __init__(self, village_key: str):
+        self.village_key = village_key
         self.keys: set[str] = set()
         self.by_year: dict[int | None, tuple[list, list, list]] = {}
-        for row in rows:
+        self.loaded: set[int | None] = set()
+        self.everything = False
+
+    def need(self, birth_years) -> "Block":
+        """Make sure every person a participant of these birth years is compared with is here."""
+        if self.everything:
+            return self
+        years = set(birth_years) | {None}
+        query = select(Person.key, Person.name_key, Person.display_name, Person.birth_year,
+                       Person.canonical_key).where(Person.village_key == self.village_key)
+        known = [y for y in self.loaded if y is not None]
+        if None in birth_years:  # an unknown year is compared with the whole village
+            query = query.where(Person.birth_year.not_in(known) if known else true())
+            if None in self.loaded:
+                query = query.where(Person.birth_year.is_not(None))
+            self.everything = True
+        else:
+            missing = years - self.loaded
+            if not missing:
+                return self
+            wanted = [y for y in missing if y is not None]
+            condition = Person.birth_year.in_(wanted) if wanted else false()
+            if None in missing:
+                condition = condition | Person.birth_year.is_(None)
+            query = query.where(condition)
+        self.loaded |= years
+        for row in db.session.execute(query):
             self.add(PersonRow(*row))
+        return self
 
     def add(self, person: PersonRow) -> None:
         self.keys.add(person.key)
@@ -132,9 +163,6 @@ class Block:
             return list(self.by_year.values())
         return [self.by_year[y] for y in (birth_year, None) if y in self.by_year]
 
-    def size(self, birth_year: int | None) -> int:
-        return sum(len(rows) for rows, _n, _s in self.groups(birth_year))
-
 
 def _blocks() -> dict[str, Block]:
     """This transaction's village blocks (a new transaction starts with none: what another
@@ -148,15 +176,12 @@ def _blocks() -> dict[str, Block]:
     return cached[1]
 
 
-def village_block(village_key: str) -> Block:
+def village_block(village_key: str, birth_years) -> Block:
     blocks = _blocks()
     block = blocks.get(village_key)
     if block is None:
-        block = Block(db.session.execute(select(
-            Person.key, Person.name_key, Person.display_name, Person.birth_year, Person.canonical_key
-        ).where(Person.village_key == village_key)).all())
-        blocks[village_key] = block
-    return block
+        block = blocks[village_key] = Block(village_key)
+    return block.need(birth_years)
 
 
 def _ensure_person(participant: dict, village_key: str, grantee_id: int | None) -> bool:
@@ -165,7 +190,7 @@ def _ensure_person(participant: dict, village_key: str, grantee_id: int | None) 
     known) become candidates for a coordinator. A C-speed first pass over the block keeps
     this cheap in a village with thousands of names; the exact score confirms."""
     key = participant["person_key"]
-    block = village_block(village_key)
+    block = village_block(village_key, {participant["birth_year"]})
     if key in block.keys:
         return False
     person = PersonRow(key, participant["name_key"], participant["full_name"], participant["birth_year"], key)
