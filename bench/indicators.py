@@ -39,7 +39,7 @@ def instrument():
     timers.wrap(engine, "refresh_sources", "indicators.refresh_sources")
     timers.wrap(engine, "source_payload", "indicators.source_payload")
     timers.wrap(engine, "apply_difference", "indicators.apply_difference")
-    timers.wrap(engine, "aggregate", "indicators.aggregate")
+    timers.wrap(engine.Aggregator, "add", "indicators.aggregate")
     return timers
 
 

@@ -10,10 +10,12 @@ Each concurrency level gets a fresh instance (so every level starts from the sam
 database) and its own gunicorn, started with the production gunicorn.conf.py. Every
 submission is a distinct `seminar_attendance` with `--participants` registered people, sent
 as Collect does: multipart POST to /v1/key/{token}/projects/1/submission with
-X-OpenRosa-Version: 1.0. A 201 there means the submission, its records and the indicator
-update are committed (ingest processes the record queue before it answers), so the raw loop
-calls `receive` with `announce=True` to do the same work; `raw store only` (announce=False)
-shows what storing alone costs.
+X-OpenRosa-Version: 1.0. A 201 there means the submission is committed together with its
+`pending_records` row; the server's derive worker rebuilds its records and indicators right
+after the response. So the goal's "raw parse-and-commit" rate is `raw store only`
+(`receive(announce=False)` in a loop); `raw receive` (announce=True: store, then rebuild
+in-line, as a request did before) is shown too. After the distinct phase the script times how
+long the server takes to empty the queue ("derived after"): the rebuild's own throughput.
 """
 import json
 import os
@@ -111,6 +113,28 @@ def database_counts(app, check_drift: bool = True) -> dict:
     return counts
 
 
+def wait_derived(folder, url, timeout: float = 600) -> float | None:
+    """Seconds until the server's derive worker has emptied `pending_records` (None: timeout)."""
+    from sqlalchemy import func, select
+
+    from fieldsync.extensions import db
+    from fieldsync.models import PendingRecord
+    app = common.make_app(folder, url)
+    started = time.perf_counter()
+    try:
+        while time.perf_counter() - started < timeout:
+            with app.app_context():
+                left = db.session.scalar(select(func.count()).select_from(PendingRecord))
+                db.session.remove()
+            if not left:
+                return time.perf_counter() - started
+            time.sleep(0.05)
+        return None
+    finally:
+        with app.app_context():
+            db.engine.dispose()
+
+
 def http_level(instances, concurrency: int, bodies: list[bytes], warmup: list[bytes], workers,
                py_spy: str | None = None) -> dict:
     folder, url = instances.fresh(f"http-c{concurrency}")
@@ -125,6 +149,7 @@ def http_level(instances, concurrency: int, bodies: list[bytes], warmup: list[by
                 distinct = send_all(endpoint, [multipart(x) for x in bodies], concurrency)
         else:
             distinct = send_all(endpoint, [multipart(x) for x in bodies], concurrency)
+        distinct["derived_after_seconds"] = wait_derived(folder, url)
         resends = send_all(endpoint, [multipart(x) for x in bodies], concurrency)
         server_workers = len(server.worker_pids())
     finally:
@@ -226,14 +251,15 @@ def main():
             r = level[kind]
             rows.append([f"HTTP c={level['concurrency']}", kind, r["count"], r["per_second"], r["p50_ms"],
                          r["p95_ms"], r["p99_ms"], r["max_ms"], r["errors"],
-                         r["per_second"] / raw[kind]["per_second"]])
+                         r["per_second"] / store_only[kind]["per_second"], r.get("derived_after_seconds", "")])
     for label, r0 in (("raw receive", raw), ("raw store only", store_only)):
         for kind in ("distinct", "resend"):
             r = r0[kind]
             rows.append([label, kind, r["count"], r["per_second"], r["p50_ms"], r["p95_ms"], r["p99_ms"],
-                         r["max_ms"], r["errors"], r["per_second"] / raw[kind]["per_second"]])
+                         r["max_ms"], r["errors"], r["per_second"] / store_only[kind]["per_second"], ""])
     common.table(f"ingest on {args.database}: {args.participants} participants per submission",
-                 ["path", "kind", "n", "subm/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors", "÷ raw"], rows)
+                 ["path", "kind", "n", "subm/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors", "÷ raw store",
+                  "derived after s"], rows)
     checks = []
     for level in levels + [raw, store_only]:
         d = level["database"]
@@ -251,8 +277,12 @@ def main():
     by_c = {lv["concurrency"]: lv for lv in levels}
     verdict = {}
     if 8 in by_c:
-        ratio = by_c[8]["distinct"]["per_second"] / raw["distinct"]["per_second"]
+        # The 201 covers parse and commit (the rebuild follows the response): compare with the
+        # raw parse-and-commit loop of the same run.
+        ratio = by_c[8]["distinct"]["per_second"] / store_only["distinct"]["per_second"]
         verdict["http_c8_over_raw"] = {"value": ratio, "goal": GOALS["http_c8_over_raw"], "met": ratio >= 0.25}
+        verdict["http_c8_over_raw_with_rebuild"] = {
+            "value": by_c[8]["distinct"]["per_second"] / raw["distinct"]["per_second"], "goal": "(shown)", "met": True}
     if 32 in by_c:
         p99 = by_c[32]["distinct"]["p99_ms"]
         verdict["p99_ms_c32"] = {"value": p99, "goal": GOALS["p99_ms_c32"], "met": p99 < 100}

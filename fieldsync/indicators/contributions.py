@@ -111,16 +111,42 @@ def member_refs(payload: list[list]) -> dict[tuple, dict[str, int]]:
     return refs
 
 
+class Aggregator:
+    """Cell values from scratch, one payload at a time (so a full recompute never holds every
+    payload): `add` each source's payload, then read `cells()`. Memory follows the number of
+    cells and distinct members, not the number of sources."""
+
+    def __init__(self):
+        self.totals: dict[tuple, list[float]] = defaultdict(lambda: [0.0, 0.0])
+        self.refs: dict[tuple, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+
+    def add(self, payload: list[list]) -> None:
+        for entry in payload:
+            if entry[0] == "s":
+                cell = self.totals[tuple(entry[1:6])]
+                cell[0] += entry[6]
+                cell[1] += entry[7]
+            elif entry[0] == "m":
+                _, indicator, grantee, scope, month, coc, member = entry
+                self.refs[(indicator, grantee, scope, coc, member)][month] += 1
+
+    def cells(self) -> dict[tuple, list[float]]:
+        """(indicator, grantee, scope, period, coc) -> [total, weight]."""
+        cells: dict[tuple, list[float]] = defaultdict(lambda: [0.0, 0.0])
+        for (indicator, grantee, scope, month, coc), (amount, weight) in self.totals.items():
+            for period in periods_of(month):
+                cell = cells[(indicator, grantee, scope, period, coc)]
+                cell[0] += amount
+                cell[1] += weight
+        for (indicator, grantee, scope, coc, _member), months in self.refs.items():
+            for period in {p for month in months for p in periods_of(month)}:
+                cells[(indicator, grantee, scope, period, coc)][0] += 1
+        return {k: v for k, v in cells.items() if abs(v[0]) > 1e-9 or abs(v[1]) > 1e-9}
+
+
 def aggregate(payloads) -> dict[tuple, list[float]]:
     """Cell values from scratch: (indicator, grantee, scope, period, coc) -> [total, weight]."""
-    combined = [entry for payload in payloads for entry in payload]
-    cells: dict[tuple, list[float]] = defaultdict(lambda: [0.0, 0.0])
-    for (indicator, grantee, scope, month, coc), (amount, weight) in additive_totals(combined).items():
-        for period in periods_of(month):
-            cell = cells[(indicator, grantee, scope, period, coc)]
-            cell[0] += amount
-            cell[1] += weight
-    for (indicator, grantee, scope, coc, _member), months in member_refs(combined).items():
-        for period in {p for month in months for p in periods_of(month)}:
-            cells[(indicator, grantee, scope, period, coc)][0] += 1
-    return {k: v for k, v in cells.items() if abs(v[0]) > 1e-9 or abs(v[1]) > 1e-9}
+    aggregator = Aggregator()
+    for payload in payloads:
+        aggregator.add(payload)
+    return aggregator.cells()

@@ -7,20 +7,22 @@ affected source's new payload is compared with the one it last applied; only the
 touches `indicator_values`. `recompute` rebuilds every value from the records and records any
 drift from what the incremental path had (which must be zero).
 """
+import itertools
 import json
 import logging
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import selectinload
 
 from ..extensions import db, write_transaction
 from ..models import (Assessment, Event, IndicatorMember, IndicatorSource, IndicatorValue, Interview,
-                      PendingRecord, ReconcileRun, Service, Submission, utcnow)
+                      PendingRecord, ReconcileRun, Service, Submission, SubmissionDef, utcnow)
 from ..records import store
-from .contributions import additive_totals, aggregate, contributions, member_refs, periods_of
+from .contributions import Aggregator, additive_totals, contributions, member_refs, periods_of
 from .definitions import Definitions, load
 
 log = logging.getLogger(__name__)
@@ -276,7 +278,8 @@ def process_pending(limit: int = 10_000, batch: int = 25, only=()) -> int:
             query = select(PendingRecord).order_by(PendingRecord.queued_at, PendingRecord.submission_id)
             if only:
                 query = query.where(PendingRecord.submission_id.in_(list(only)))
-            claimed = db.session.scalars(query.limit(min(batch, limit - done)).with_for_update(skip_locked=True)).all()
+            size = min(batch, limit - done)
+            claimed = db.session.scalars(query.limit(size).with_for_update(skip_locked=True)).all()
             if not claimed:
                 break
             touched: set[str] = set()
@@ -285,6 +288,8 @@ def process_pending(limit: int = 10_000, batch: int = 25, only=()) -> int:
                 db.session.delete(pending)
             refresh_sources(touched)
         done += len(claimed)
+        if len(claimed) < size:
+            break  # the queue (or `only`) is done: no empty transaction to find that out
     return done
 
 
@@ -296,35 +301,119 @@ def all_source_keys() -> set[str]:
     return keys
 
 
+def _submission_payloads(defs: Definitions, size: int = 2000):
+    """(source key, payload) of every submission source, as `source_payload` computes them, but
+    read table by table in batches of plain rows instead of three queries per submission."""
+    for source, model, date_field in SUB_TABLES:
+        table = model.__table__
+        last = None
+        while True:
+            query = select(table).order_by(table.c.submission_id).limit(size)
+            if last is not None:
+                query = query.where(table.c.submission_id > last)
+            rows = db.session.execute(query).mappings().all()
+            for record in rows:
+                payload = []
+                if record["grantee_id"] is not None and record["counted"]:
+                    row = {**record, "date": record[date_field]}
+                    for scope in ["all"] + (["approved"] if record["approved"] else []):
+                        payload += contributions(defs, {source: [row]}, record["grantee_id"], scope)
+                yield store.submission_source(record["submission_id"]), sorted(payload, key=repr)
+            if len(rows) < size:
+                break
+            last = rows[-1]["submission_id"]
+
+
+def _event_payloads(defs: Definitions, flush_every: int = 200):
+    days = db.session.execute(select(Event.grantee_id, Event.event_date).distinct()
+                              .order_by(Event.grantee_id, Event.event_date)).all()
+    for n, (grantee_id, day) in enumerate(days, start=1):
+        key = store.event_source(grantee_id, day)
+        yield key, source_payload(key, defs)
+        if n % flush_every == 0:
+            db.session.flush()  # the merge traces and candidates written so far; memory stays flat
+
+
+def _rebuild_all(size: int = 500) -> None:
+    """Every submission's records again, in id batches (each loaded with its current version
+    and form at once, then let go)."""
+    last = 0
+    while True:
+        ids = db.session.scalars(select(Submission.id).where(Submission.id > last)
+                                 .order_by(Submission.id).limit(size)).all()
+        if not ids:
+            return
+        batch = db.session.scalars(select(Submission).where(Submission.id.in_(ids)).options(
+            selectinload(Submission.current_def).selectinload(SubmissionDef.form_version),
+            selectinload(Submission.form))).all()
+        for submission in sorted(batch, key=lambda s: s.id):
+            store.rebuild(submission)
+        db.session.flush()
+        del batch
+        last = ids[-1]
+
+
+class _Writer:
+    """Rows for one table, inserted in chunks with one executemany each."""
+
+    def __init__(self, table, size: int = 2000):
+        self.table, self.size, self.rows = table, size, []
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= self.size:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            db.session.execute(insert(self.table), self.rows)
+            self.rows = []
+
+
 def recompute(trigger: str = "manual", rebuild_records: bool = False) -> ReconcileRun:
     """Rebuild every value from the records (optionally the records from the submissions),
-    compare with what was stored, store the result and the drift."""
+    compare with what was stored, store the result and the drift.
+
+    Streams: sources are computed one at a time and only their sum is kept (plus each
+    distinct member's months), and rows are written in bulk, so memory follows the number of
+    cells and members rather than the number of submissions.
+    """
     defs = definitions()
     with write_transaction():
         run = ReconcileRun(trigger=trigger)
         db.session.add(run)
         if rebuild_records:
-            for submission in db.session.scalars(select(Submission)):
-                store.rebuild(submission)
+            _rebuild_all()
             db.session.execute(delete(PendingRecord))
-        stored = {(v.indicator, v.grantee_id, v.scope, v.period, v.coc): [v.total, v.weight]
-                  for v in db.session.scalars(select(IndicatorValue))}
-        payloads = {key: source_payload(key, defs) for key in sorted(all_source_keys())}
-        fresh = aggregate(payloads.values())
+        values = IndicatorValue.__table__
+        stored = {tuple(row[:5]): [row[5], row[6]] for row in db.session.execute(select(
+            values.c.indicator, values.c.grantee_id, values.c.scope, values.c.period, values.c.coc,
+            values.c.total, values.c.weight))}
+        db.session.execute(delete(IndicatorSource))
+        sources = _Writer(IndicatorSource.__table__)
+        aggregator = Aggregator()
+        for key, payload in itertools.chain(_event_payloads(defs), _submission_payloads(defs)):
+            aggregator.add(payload)
+            if payload:
+                sources.add({"key": key, "payload": json.dumps(payload)})
+        sources.flush()
+        fresh = aggregator.cells()
         drift = sorted(
             [list(cell), stored.get(cell), fresh.get(cell)]
             for cell in set(stored) | set(fresh)
             if not _close(stored.get(cell), fresh.get(cell)))
+        del stored
         db.session.execute(delete(IndicatorValue))
         db.session.execute(delete(IndicatorMember))
-        db.session.execute(delete(IndicatorSource))
-        db.session.add_all(IndicatorValue(indicator=i, grantee_id=g, scope=s, period=p, coc=c, total=t, weight=w)
-                           for (i, g, s, p, c), (t, w) in fresh.items())
-        refs = member_refs([e for payload in payloads.values() for e in payload])
-        db.session.add_all(IndicatorMember(indicator=i, grantee_id=g, scope=s, coc=c, member=m,
-                                           months=json.dumps(dict(months), sort_keys=True))
-                           for (i, g, s, c, m), months in refs.items())
-        db.session.add_all(IndicatorSource(key=k, payload=json.dumps(p)) for k, p in payloads.items() if p)
+        cells = _Writer(values)
+        for (i, g, s, p, c), (t, w) in fresh.items():
+            cells.add({"indicator": i, "grantee_id": g, "scope": s, "period": p, "coc": c, "total": t, "weight": w})
+        cells.flush()
+        members = _Writer(IndicatorMember.__table__)
+        for (i, g, s, c, m), months in aggregator.refs.items():
+            members.add({"indicator": i, "grantee_id": g, "scope": s, "coc": c, "member": m,
+                         "months": json.dumps(dict(months), sort_keys=True)})
+        members.flush()
         run.cells, run.drift = len(fresh), len(drift)
         run.details = json.dumps(drift[:100], default=str)
         run.finished_at = utcnow()

@@ -71,23 +71,25 @@ class DeriveWorker:
 
     def _run(self) -> None:
         from . import engine
-        from ..jobs import run_once
         while True:
             ids, everything, taken = self._take()
             try:
-                if everything:
-                    # Under the job's lease, so that the workers starting together do not all
-                    # walk the same backlog.
-                    run_once(self.app, "indicators.pending", lambda: engine.process_pending(batch=BATCH), 600)
-                if ids:
-                    with self.app.app_context():
-                        try:
+                with self.app.app_context():
+                    try:
+                        # The whole database queue (at start: a killed process's leftovers), or
+                        # only the submissions named. Several processes may walk one backlog at
+                        # once: each batch claims its rows (SQLite's write lock, PostgreSQL's
+                        # SKIP LOCKED), so none is processed twice; no lease is taken, so a
+                        # lease a killed holder left cannot hold the catch-up back.
+                        if everything:
+                            engine.process_pending(limit=10**9, batch=BATCH)
+                        if ids:
                             engine.process_pending(only=ids, batch=BATCH)
-                        except Exception:
-                            log.exception("indicator update failed; the pending job will catch up")
-                            db.session.rollback()
-                        finally:
-                            db.session.remove()
+                    except Exception:
+                        log.exception("indicator update failed; the pending job will catch up")
+                        db.session.rollback()
+                    finally:
+                        db.session.remove()
             except Exception:
                 log.exception("derive worker step failed")
             finally:
