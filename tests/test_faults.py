@@ -11,6 +11,7 @@ import errno
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -725,3 +726,113 @@ def test_two_processes_hammering_one_job_never_run_it_at_once(instance, tmp_path
                 expiries += 1
     assert handovers >= 2, "the job never changed hands: the processes did not really compete"
     assert expiries >= 1, "no abandoned lease was taken over after expiry"
+
+
+# ---------------------------------------------------------------- SIGKILL under load from another process
+
+LOAD_CLIENT = textwrap.dedent('''
+    """Send every instance in a folder to a FieldSync server, 8 at a time, as phones would; write
+    one line per answer ("<status> <file name>") to a log, flushed at once, and go on through
+    refused connections (the server may be down for a moment)."""
+    import sys, threading
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+    import requests
+
+    url, folder, log_path = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+    files = sorted(folder.glob("*.xml"))
+    lock, log = threading.Lock(), open(log_path, "a", buffering=1)
+    local = threading.local()
+
+    def one(path):
+        session = getattr(local, "session", None) or requests.Session()
+        local.session = session
+        try:
+            status = session.post(url, files={"xml_submission_file": ("instance.xml", path.read_bytes(), "text/xml")},
+                                  headers={"X-OpenRosa-Version": "1.0"}, timeout=30).status_code
+        except requests.RequestException as error:
+            status = type(error).__name__
+            local.session = None
+        with lock:
+            log.write(f"{status} {path.name}\\n")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, files))
+''')
+
+
+def _acknowledged(log_path: Path) -> list[str]:
+    if not log_path.exists():
+        return []
+    return [line.split()[1] for line in log_path.read_text().splitlines()
+            if line.startswith("201 ") and len(line.split()) == 2]
+
+
+def _worker_pids(master_pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def test_sigkill_of_workers_and_master_under_load_from_another_process(app, live_server, device, tmp_path):
+    """A load of distinct seminars from a separate client process (2,000 with
+    FIELDSYNC_FAULT_LOAD=2000; 300 by default, for CI). A gunicorn worker is SIGKILLed a fifth
+    of the way in, the master and all workers half way. After a restart every upload is sent
+    again (Collect resends what it has no 201 for): each is then stored exactly once,
+    SQLite's integrity check is ok, and once the restarted server has caught up its derive
+    queue (nothing done in the test process) the indicators equal a recompute from scratch."""
+    from fieldsync import indicators
+    from fieldsync.models import Event, PendingRecord
+
+    total = int(os.environ.get("FIELDSYNC_FAULT_LOAD", "300"))
+    server = live_server(workers=2)
+    token = device["token"]
+    form_xml = requests.get(f"{server.url}/v1/key/{token}/projects/1/forms/seminar_attendance.xml").content
+    folder = tmp_path / "load"
+    folder.mkdir()
+    ids = {}
+    for i in range(total):
+        xml = instance_xml(form_xml, {**SEMINAR, "village": f"Aiyl {i}", "event_date": f"2026-{1 + i % 12:02d}-15"})
+        (folder / f"{i:05d}.xml").write_bytes(xml)
+        ids[f"{i:05d}.xml"] = instance_id_of(xml)
+    log_path = tmp_path / "answers.log"
+    client = subprocess.Popen([sys.executable, "-c", LOAD_CLIENT, f"{server.url}/v1/key/{token}/projects/1/submission",
+                               str(folder), str(log_path)])
+    try:
+        assert wait_until(lambda: len(_acknowledged(log_path)) >= total // 5, timeout=300)
+        victim = _worker_pids(server.process.pid)[0]
+        os.kill(victim, signal.SIGKILL)
+        assert wait_until(lambda: len(_acknowledged(log_path)) >= total // 2, timeout=300)
+        server.kill()
+        client.wait(timeout=600)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+    acknowledged = _acknowledged(log_path)
+    assert total // 2 <= len(acknowledged) < total, "the master's kill must land mid-load"
+
+    restarted = live_server(workers=2)
+    with app.app_context():
+        for name in acknowledged:
+            assert submissions_with(app, ids[name]) == 1, name
+        if backend() == "sqlite":
+            assert db.session.execute(text("PRAGMA integrity_check")).scalar() == "ok"
+        db.session.remove()
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda name: send(restarted.url, token, (folder / name).read_bytes()).status_code,
+                                 sorted(ids)))
+    assert statuses == [201] * total
+
+    def caught_up():
+        with app.app_context():
+            left = db.session.scalar(select(func.count()).select_from(PendingRecord))
+            db.session.remove()
+            return left == 0
+    assert wait_until(caught_up, timeout=120, interval=0.5), "the restarted server did not drain its queue"
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Submission)) == total
+        assert db.session.scalar(select(func.count()).select_from(Event)) == total
+        run = indicators.recompute("test")
+        assert run.drift == 0, run.details

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import selectinload
@@ -382,6 +382,11 @@ def recompute(trigger: str = "manual", rebuild_records: bool = False) -> Reconci
     with write_transaction():
         run = ReconcileRun(trigger=trigger)
         db.session.add(run)
+        if db.session.get_bind().dialect.name == "postgresql":
+            # Every incremental update locks its sources' rows (or inserts them) first; holding
+            # the table makes them wait for this recompute, as SQLite's write lock does, so no
+            # update lands between reading the stored values and replacing them.
+            db.session.execute(text("LOCK TABLE indicator_sources IN EXCLUSIVE MODE"))
         if rebuild_records:
             _rebuild_all()
             db.session.execute(delete(PendingRecord))
