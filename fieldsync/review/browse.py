@@ -26,6 +26,7 @@ from ..models import (REVIEW_STATES, AppUser, Audit, Form, Grantee, Submission, 
 PAGE_SIZE = 50
 COUNT_CAP = 10_000
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+INSTANCE_ID = re.compile(r"^(uuid:)?[0-9a-f]{8}-?[0-9a-f-]{4,}$|^uuid:\S+$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -72,14 +73,20 @@ def _filtered(actor: Actor, form: Form, filters: Filters, zone: ZoneInfo):
         query = query.where(Submission.user_id == filters.user_id)
     if filters.search:
         text = filters.search.strip()
-        ids = {text, text if text.startswith("uuid:") else f"uuid:{text}"}
-        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        names = (select(SubmissionDef.submission_id)
-                 .where(SubmissionDef.form_id == form.id, SubmissionDef.instance_name.ilike(pattern, escape="\\")))
-        versions = select(SubmissionDef.submission_id).where(SubmissionDef.form_id == form.id,
-                                                             SubmissionDef.instance_id.in_(ids))
-        query = query.where(or_(Submission.instance_id.in_(ids), Submission.id.in_(versions),
-                                Submission.id.in_(names)))
+        if INSTANCE_ID.match(text):
+            # an instance id (of any version): found through the unique (form, instance id) index
+            ids = {text, text if text.lower().startswith("uuid:") else f"uuid:{text}"}
+            query = query.where(Submission.id.in_(
+                select(SubmissionDef.submission_id).where(SubmissionDef.form_id == form.id,
+                                                          SubmissionDef.instance_id.in_(ids))))
+        else:
+            # SQLite folds only ASCII case: try the usual casings of the text too (Кант, кант, КАНТ)
+            variants = {text, text.lower(), text.upper(), text.capitalize(), text.title()}
+            patterns = ["%" + v.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+                        for v in sorted(variants)]
+            query = query.where(Submission.current_def_id.in_(
+                select(SubmissionDef.id).where(SubmissionDef.form_id == form.id, or_(
+                    *[SubmissionDef.instance_name.ilike(p, escape="\\") for p in patterns]))))
     return query
 
 

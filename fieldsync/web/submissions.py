@@ -117,10 +117,10 @@ def _bad_filter_page(error: BadFilter, form=None):
     return Response(body, status=400, content_type="text/html; charset=utf-8")
 
 
-def _url(**changes):
-    """This table's URL with some query parameters changed (None removes one)."""
+def _url(form, **changes):
+    """This table's URL (for `form`) with some query parameters changed (None removes one)."""
     params = {k: v for k, v in request.args.items() if k in FILTER_NAMES and v}
-    params.update(changes)
+    params.update(form=form.xml_form_id, **changes)
     return url_for("web.submissions", **{k: v for k, v in params.items() if v not in (None, "")})
 
 
@@ -153,8 +153,9 @@ def submissions():
         "web/submissions/index.html", forms=forms, form=form, page=result, total=total, more=more,
         filtered=filtered, grantees=grantees, regions=_regions(grantees), submitters=submitters,
         states=REVIEW_STATES, args=request.args, region_name=region_name,
-        newer_url=_url(after=None, before=result.newer) if result.newer else None,
-        older_url=_url(before=None, after=result.older) if result.older else None,
+        newer_url=_url(form, after=None, before=result.newer) if result.newer else None,
+        older_url=_url(form, before=None, after=result.older) if result.older else None,
+        first_url=_url(form, before=None, after=None),
         form_url=lambda f: url_for("web.submissions", form=f.xml_form_id), form_title=browse.form_title,
         clear_url=url_for("web.submissions", form=form.xml_form_id))
 
