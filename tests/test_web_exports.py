@@ -174,6 +174,9 @@ def test_nobody_downloads_another_users_job(app, web_client, seminars):
         assert other.get(f"/exports/{job_id}/status").status_code == 404
         assert f'data-job="{job_id}"' not in other.get("/exports").data.decode()
     assert web_client("admin").get(f"/exports/{job_id}/download").status_code == 200
+    with app.app_context():
+        downloads = db.session.scalars(select(Audit).where(Audit.action == "export.download")).all()
+        assert len(downloads) == 1 and json.loads(downloads[0].details_json)["job"] == job_id  # the admin's; refused ones none
     for role in ("viewer", "evaluator"):
         assert web_client(role).get(f"/exports/{job_id}/download").status_code == 403
     assert owner.get("/exports/99999999/download").status_code == 404

@@ -1,5 +1,6 @@
 """The forms pages: publishing XLSForms in the browser (errors in plain words, nothing changed on
 a mistake), version conflicts, media uploads with safe names, opening and closing a form."""
+import html
 import io
 
 import pytest
@@ -7,6 +8,8 @@ from sqlalchemy import func, select
 
 from fieldsync.extensions import db
 from fieldsync.models import Form, FormVersion
+
+from fieldsync.xlsform.convert import java_available
 
 from xlsforms import workbook
 
@@ -54,6 +57,19 @@ def test_a_broken_workbook_shows_plain_errors_and_changes_nothing(app, admin):
     assert versions(app) == before
     with app.app_context():
         assert db.session.scalar(select(Form).where(Form.xml_form_id.like("broken%"))) is None
+
+
+@pytest.mark.skipif(not java_available(), reason="ODK Validate needs Java")
+def test_odk_validate_errors_are_shown_without_its_noise(app, admin):
+    before = versions(app)
+    response = upload(admin, workbook("bad_brackets", survey=[
+        {"type": "text", "name": "village", "label": "Village"},
+        {"type": "integer", "name": "age", "label": "Age", "relevant": "(${village} = 'Kant'"}]))
+    assert response.status_code == 400
+    text = html.unescape(response.data.decode())
+    assert "did not pass ODK Validate" in text and "mismatched brackets or parentheses" in text
+    assert "${tmp" not in text and "Result: Invalid" not in text and "ODK Validate Errors" not in text
+    assert versions(app) == before
 
 
 def test_wrong_file_types_and_huge_files_are_refused(app, admin):

@@ -362,6 +362,14 @@ def file_of(job: ExportJob) -> Path:
     return path
 
 
+def record_download(actor: Actor, job: ExportJob) -> None:
+    """Who took the file away (the owner, or an admin opening someone else's)."""
+    with write_transaction():
+        record("export.download", actor, subject=job,
+               details={"job": job.id, "kind": job.kind, "owner": job.user_id,
+                        "personal": bool(params_of(job).get("personal"))})
+
+
 def download_name(job: ExportJob) -> str:
     params = json.loads(job.params)
     extension = job.kind.split(".", 1)[1]
@@ -375,4 +383,4 @@ def params_of(job: ExportJob) -> dict:
 
 
 __all__ = ["KINDS", "cleanup", "claim", "download_name", "file_of", "job_for", "jobs_for", "launch",
-           "params_of", "resume_stale", "run", "run_stale", "start", "wait"]
+           "params_of", "record_download", "resume_stale", "run", "run_stale", "start", "wait"]

@@ -125,6 +125,7 @@ def export_status(job_id):
 def export_download(job_id):
     job = exports.job_for(g.actor, job_id)
     path = exports.file_of(job)
+    exports.record_download(g.actor, job)
     mimetype = {"zip": "application/zip", "csv": "text/csv",
                 "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}[job.kind.split(".", 1)[1]]
     response = send_file(path, mimetype=mimetype, as_attachment=True, download_name=exports.download_name(job),
