@@ -4,8 +4,8 @@ import pytest
 
 pytestmark = pytest.mark.browser
 
-ROLES = [("admin", None), ("coordinator", None), ("grantee_staff", "chinek"), ("evaluator", None),
-         ("viewer", None)]
+ROLES = [("coordinator", None), ("grantee_staff", "chinek"), ("evaluator", None), ("viewer", None),
+         ("admin", None)]
 
 
 def test_each_role_walks_its_pages(browser_as, screenshot):
