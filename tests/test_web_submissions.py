@@ -226,6 +226,7 @@ def test_labels_choices_repeats_and_a_thumbnail(client, phones, web_client):
     html = web.get(f"/submissions/seminar_attendance/{iid}").data.decode()
     assert "Type of event" in html and "Seminar" in html  # label and choice label
     assert "Risks of human trafficking" in html
+    assert "Issyk-Ata" in html  # from the form's rayons.csv
     assert "Bakyt Osmonov" in html and "School student" in html  # the repeat as a table
     thumb = re.search(r'<img class="thumb" src="([^"]+)"', html).group(1)
     image = web.get(thumb)

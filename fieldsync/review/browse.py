@@ -7,6 +7,8 @@ never OFFSET, so the 5,000th page costs what the first does; counts are capped. 
 diff functions (`questions`, `diff`, `show_value`) are pure functions of a form schema and
 values. Uses models, auth, audit, formats; never HTTP.
 """
+import csv
+import io
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
@@ -16,6 +18,7 @@ from lxml import etree
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import defer, selectinload
 
+from .. import storage
 from ..audit import record
 from ..auth import Actor, can, grantee_scope
 from ..extensions import db, write_transaction
@@ -281,6 +284,8 @@ def label(labels: dict | None, keys: list[str], fallback: str) -> str:
 
 
 _extras_cache: dict[int, tuple] = {}
+CSV_SRC = re.compile(r"^jr://file-csv/([^/]+)$")
+CSV_MAX_BYTES = 5_000_000
 ITEMSET = re.compile(r"^instance\('([^']+)'\)/root/item")
 XF = "http://www.w3.org/2002/xforms"
 H = "http://www.w3.org/1999/xhtml"
@@ -295,14 +300,15 @@ class FormExtras:
 
 
 def form_extras(form_version) -> FormExtras:
-    """Choice labels for select questions (from the body's items or the XForm's own secondary
-    instances; not external CSV files), which fields are notes, and the repeats' labels."""
+    """Choice labels for select questions (from the body's items, the XForm's own secondary
+    instances or the CSV files it carries), which fields are notes, and the repeats' labels."""
+    stamp = (form_version.sha256, tuple((m.name, m.blob_id) for m in form_version.media))
     cached = _extras_cache.get(form_version.id)
-    if cached is not None and cached[0] == form_version.sha256:
+    if cached is not None and cached[0] == stamp:
         return cached[1]
     schema = form_version.schema
     root = schema.get("root") or ""
-    instances, itext, readonly, repeat_refs = _read_xform(form_version.xml)
+    instances, itext, readonly, repeat_refs, csv_sources = _read_xform(form_version.xml)
     extras = FormExtras(choices={}, notes=set(), repeat_labels={})
     for f in schema["fields"]:
         absolute = f"/{root}/{f['path']}"
@@ -313,6 +319,9 @@ def form_extras(form_version) -> FormExtras:
         elif f.get("itemset"):
             match = ITEMSET.match(f["itemset"])
             items = instances.get(match.group(1)) if match else None
+            if items is None and match and match.group(1) in csv_sources:
+                items = _csv_items(form_version, csv_sources[match.group(1)], schema.get("languages") or [])
+                instances[match.group(1)] = items
             if items:
                 extras.choices[f["path"]] = {
                     name: ({lang: texts.get(ref, "") for lang, texts in itext.items()} if ref else plain)
@@ -323,7 +332,7 @@ def form_extras(form_version) -> FormExtras:
             extras.repeat_labels[repeat] = _resolve(ref, itext)
     if len(_extras_cache) > 256:
         _extras_cache.clear()
-    _extras_cache[form_version.id] = (form_version.sha256, extras)
+    _extras_cache[form_version.id] = (stamp, extras)
     return extras
 
 
@@ -343,8 +352,9 @@ def _read_xform(xml: bytes):
     instances: dict[str, list] = {}
     readonly: set[str] = set()
     repeat_refs: dict = {}
+    csv_sources: dict = {}
     if model is None:
-        return instances, itext, readonly, repeat_refs
+        return instances, itext, readonly, repeat_refs, csv_sources
     block = model.find(f"{{{XF}}}itext")
     for translation in (block.findall(f"{{{XF}}}translation") if block is not None else []):
         texts = itext.setdefault(translation.get("lang"), {})
@@ -353,6 +363,9 @@ def _read_xform(xml: bytes):
             if value is not None:
                 texts[text.get("id")] = "".join(value.itertext()).strip()
     for instance in model.findall(f"{{{XF}}}instance"):
+        source = CSV_SRC.match(instance.get("src") or "")
+        if instance.get("id") and source:
+            csv_sources[instance.get("id")] = source.group(1)
         if not instance.get("id") or instance.get("src"):
             continue
         items = []
@@ -376,7 +389,31 @@ def _read_xform(xml: bytes):
             chosen = own if own is not None else outer
             if chosen is not None:
                 repeat_refs[repeat.get("nodeset")] = chosen
-    return instances, itext, readonly, repeat_refs
+    return instances, itext, readonly, repeat_refs, csv_sources
+
+
+def _csv_items(form_version, name: str, languages: list[str]) -> list:
+    """Choices from a CSV file the form version carries (`jr://file-csv/…`): its `name` column
+    and its label columns (`label`, `label::English (en)` or `label_en`)."""
+    media = next((m for m in form_version.media if m.name == name and m.blob is not None), None)
+    if media is None or (media.blob.size or 0) > CSV_MAX_BYTES:
+        return []
+    try:
+        text = storage.read_bytes(media.blob).decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return []
+    rows = csv.DictReader(io.StringIO(text))
+    columns = {}
+    for column in rows.fieldnames or []:
+        if column == "label":
+            columns[column] = "default"
+        elif column.startswith("label::"):
+            columns[column] = column[len("label::"):]
+        elif column.startswith("label_"):
+            code = column[len("label_"):]
+            columns[column] = next((k for k in languages if k.endswith(f"({code})")), column)
+    return [(row.get("name"), None, {key: row.get(column) or "" for column, key in columns.items()})
+            for row in rows if row.get("name")]
 
 
 def show_value(f: dict, value, choices: dict, keys: list[str]):
