@@ -274,6 +274,12 @@ def dashboard():
         groups = sorted(((regions[code], members) for code, members in by_region.items()),
                         key=lambda pair: region_label(pair[0]))
         top = [region.code for region, _members in groups]
+    # Two grantees may share a name (Ayalzat in Osh and in Talas): their region tells them apart.
+    names = {}
+    for x in grantees:
+        names.setdefault(x.name, []).append(x)
+    label_of = {x.code: (f"{x.name} ({region_label(regions[x.region_code])})"
+                         if len(names[x.name]) > 1 and x.region_code in regions else x.name) for x in grantees}
     units = [x.code for x in shown] + ([] if scope_grantee is not None or org in codes else top)
     cells = read(PROJECT_ID, families, order, units, [period], scope, scope_grantee, with_targets=True) if shown else []
     figures = Figures(defs, cells)
@@ -287,7 +293,7 @@ def dashboard():
                          "cells": [figure(figures, i, [region.code], region.code, [m.code for m in members])
                                    for i in order]})
         for grantee in members:
-            rows.append({"kind": "grantee", "code": grantee.code, "name": grantee.name,
+            rows.append({"kind": "grantee", "code": grantee.code, "name": label_of[grantee.code],
                          "region": region_label(regions[grantee.region_code]) if grantee.region_code in regions else "",
                          "cells": [figure(figures, i, [grantee.code], grantee.code) for i in order]})
     if len(top) > 1:
@@ -349,9 +355,9 @@ def dashboard():
 
     org_choices = {"regions": sorted(((r.code, region_label(r)) for r in regions.values()
                                       if any(x.region_code == r.code for x in grantees)), key=lambda p: p[1]),
-                   "grantees": [(x.code, x.name) for x in grantees]}
+                   "grantees": sorted(((x.code, label_of[x.code]) for x in grantees), key=lambda p: p[1].casefold())}
     if org in codes:
-        org_name = next(x.name for x in grantees if x.code == org)
+        org_name = label_of[org]
     elif org:
         org_name = region_label(regions[org])
     elif scope_grantee is not None:
