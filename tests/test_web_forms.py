@@ -127,6 +127,17 @@ def test_media_uploads_take_only_expected_plain_names(app, admin, client, make_a
     assert "Missing" not in admin.get("/forms/villages_form").data.decode()
 
 
+def test_the_published_workbook_uploaded_again_is_unchanged_and_keeps_its_media(app, admin):
+    from pathlib import Path
+    source = Path(__file__).resolve().parent.parent / "forms" / "seminar_attendance.xlsx"
+    before = versions(app)
+    response = upload(admin, source.read_bytes(), "seminar_attendance.xlsx")
+    assert response.status_code == 302, response.data
+    page = admin.get(response.headers["Location"]).data.decode()
+    assert "nothing changed" in page and "Missing" not in page
+    assert versions(app) == before
+
+
 def test_open_and_close_a_form(app, admin, client, make_app_user):
     token = make_app_user(grantee="chinek")["token"]
     form_list = lambda: client.get(f"/v1/key/{token}/projects/1/formList", headers={"X-OpenRosa-Version": "1.0"}).data

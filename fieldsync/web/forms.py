@@ -12,7 +12,7 @@ from ..exports import queries as export_queries
 from ..programme import PROJECT_ID
 from ..records.media import GENERATED
 from ..xlsform import publish_workbook, queries, set_state
-from ..xlsform.media import MAX_MEDIA_BYTES, attach_media, carry_over_media
+from ..xlsform.media import MAX_MEDIA_BYTES, attach_media, carry_over_media, current_media_for
 from ..xlsform.publish import safe_media_name
 from . import bp, i18n, nav
 from .i18n import N_
@@ -138,7 +138,8 @@ def forms_upload():
     if not data:
         return forms(error=_message(i18n.gettext("The file is empty.")), status=400)
     try:
-        result = publish_workbook(PROJECT_ID, data, name, actor=g.actor, generated=frozenset(GENERATED))
+        result = publish_workbook(PROJECT_ID, data, name, media=current_media_for(PROJECT_ID, data, name),
+                                  actor=g.actor, generated=frozenset(GENERATED))
     except problems.Problem as problem:
         return forms(error=plain_publish_error(problem), status=problem.status)
     form = result.form

@@ -53,3 +53,37 @@ def carry_over_media(form: Form, previous: FormVersion | None, actor=None) -> li
             record("form.attachment.update", actor, subject=db.session.get(Form, form.id),
                    details={"carried": carried, "from": previous.version, "version": version.version})
     return carried
+
+
+def _settings_form_id(workbook: bytes, source_name: str) -> str | None:
+    """The form_id a workbook's settings sheet names (pyxform falls back to the file name)."""
+    from pathlib import Path
+    if source_name.lower().endswith(".xlsx"):
+        import io
+
+        from openpyxl import load_workbook
+        try:
+            book = load_workbook(io.BytesIO(workbook), read_only=True, data_only=True)
+        except Exception:  # not a workbook: publishing will say so in its own words
+            return None
+        try:
+            sheet = next((book[n] for n in book.sheetnames if n.strip().lower() == "settings"), None)
+            if sheet is not None:
+                rows = list(sheet.iter_rows(min_row=1, max_row=2, values_only=True))
+                if len(rows) == 2:
+                    header = [str(c).strip().lower() if c is not None else "" for c in rows[0]]
+                    if "form_id" in header and rows[1][header.index("form_id")]:
+                        return str(rows[1][header.index("form_id")]).strip()
+        finally:
+            book.close()
+    return Path(source_name).stem
+
+
+def current_media_for(project_id: int, workbook: bytes, source_name: str) -> dict[str, bytes]:
+    """The files the published form this workbook updates already has, so that publishing it
+    again (or a new version of it) keeps them instead of leaving them missing."""
+    form_id = _settings_form_id(workbook, source_name)
+    form = queries.form_by_xml_id(project_id, form_id) if form_id else None
+    if form is None or form.current_version is None:
+        return {}
+    return {m.name: storage.read_bytes(m.blob) for m in form.current_version.media if m.blob is not None}
