@@ -135,6 +135,8 @@ def start(actor: Actor, project_id: int, kind: str, asked: dict, app=None) -> Ex
 
 
 def launch(app, job_id: int) -> threading.Thread:
+    for finished in [i for i, t in _threads.items() if not t.is_alive()]:
+        _threads.pop(finished, None)
     thread = threading.Thread(target=_run_in_app, args=(app, job_id), name=f"export-{job_id}", daemon=True)
     _threads[job_id] = thread
     thread.start()
