@@ -43,8 +43,8 @@ def programme_data(app, client, make_app_user):
              for f in ("seminar_attendance", "consultation_log", "beneficiary_interview")}
     sent = {}
 
-    def send(phone, form, values, files=None, key=None):
-        xml = instance_xml(forms[form], values)
+    def send(phone, form, values, files=None, key=None, deprecated_id=None):
+        xml = instance_xml(forms[form], values, deprecated_id=deprecated_id)
         response = post(client, f"/v1/key/{phones[phone]}/projects/1/submission", xml, files)
         assert response.status_code == 201, response.data
         if key:
@@ -68,6 +68,11 @@ def programme_data(app, client, make_app_user):
         "chinek", "chuy", "issyk_ata", "Кант", "2026-11-20", PEOPLE, trainer_name="Айгүл Асанова",
         headcount_female=9, headcount_male=6, materials_distributed=40, photo="seminar-kant.jpg"),
         files={"seminar-kant.jpg": event_photo()}, key="kant")
+    # the trainer corrects the headcount and the leaflets the next day: an edit of the same seminar
+    send("chinek", "seminar_attendance", seminar(
+        "chinek", "chuy", "issyk_ata", "Кант", "2026-11-20", PEOPLE, trainer_name="Айгүл Асанова",
+        headcount_female=11, headcount_male=6, materials_distributed=45, photo="seminar-kant.jpg"),
+        files={"seminar-kant.jpg": event_photo()}, key="kant-edit", deprecated_id=sent["kant"])
     send("chinek", "seminar_attendance", seminar("chinek", "chuy", "issyk_ata", "Ивановка", "2026-11-24",
                                                   [("Эльмира Садыкова", "female", 2009)], topic="bride_kidnapping"))
     send("chinek", "beneficiary_interview", {
@@ -118,6 +123,10 @@ def test_a_coordinator_reviews_a_submission(browser_as, programme_data, screensh
     answers = page.locator("[data-test=answers]").inner_text()
     assert "Type of event" in answers and "Seminar" in answers and "Risks of human trafficking" in answers
     assert "Айзада Токонова" in answers and "School student" in answers
+    assert "11" in answers and "45" in answers  # the current version's answers
+    diff = page.locator("[data-test=diff]").inner_text()
+    assert "Information materials handed out" in diff and "40" in diff and "45" in diff
+    assert page.locator("[data-test=diff] .diff-del", has_text="9").count() == 1
     page.wait_for_function("() => { const i = document.querySelector('img[data-test=thumbnail]');"
                            " return i && i.complete; }")
     assert page.evaluate("document.querySelector('img[data-test=thumbnail]').naturalWidth") == 640

@@ -217,6 +217,7 @@ def _change_row(change: dict, schema: dict, extras, language: str, personal_ok: 
 AUDIT_LABELS = {
     "submission.create": N_("Received"), "submission.read": N_("Opened"), "submission.update": N_("Review state set"),
     "submission.comment": N_("Commented"), "submission.attachment.read": N_("Opened a file"),
+    "submission.update.version": N_("Edited (a new version)"), "submission.attachment.update": N_("Sent a file"),
     "submission.delete": N_("Deleted"), "submission.restore": N_("Restored"), "submission.export": N_("Exported"),
 }
 
