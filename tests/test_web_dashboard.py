@@ -201,7 +201,8 @@ def test_a_target_moves_percent_achieved_on_the_dashboard(client, sent, web_clie
 
 @pytest.mark.parametrize("query,words", [
     ("period=2025Q5", "“2025Q5” is not a period"), ("period=202513", "“202513” is not a period"),
-    ("period=" + "9" * 500, "is not a period"), ("year=2025&part=Q7", "“2025Q7” is not a period"),
+    ("period=" + "9" * 500, "is not a period"), ("period=0000", "“0000” is not a period"),
+    ("period=000001", "“000001” is not a period"), ("year=2025&part=Q7", "“2025Q7” is not a period"),
     ("indicator=nope", "There is no indicator “nope”"), ("org=atlantis", "There is no grantee or region “atlantis”"),
     ("scope=everything", "approved ones only")])
 def test_bad_dashboard_filters_read_as_a_clear_400(web_client, query, words):
@@ -212,6 +213,7 @@ def test_bad_dashboard_filters_read_as_a_clear_400(web_client, query, words):
 
 @pytest.mark.parametrize("form,field_words", [
     ({"indicator": "events_held", "period": "2025Q9", "value": "10"}, "“2025Q9” is not a period"),
+    ({"indicator": "events_held", "period": "0000", "value": "10"}, "“0000” is not a period"),
     ({"indicator": "events_held", "period": "2026", "value": "-3"}, "A target cannot be negative."),
     ({"indicator": "events_held", "period": "2026", "value": "many"}, "A target is a number"),
     ({"indicator": "events_held", "period": "2026", "value": "1e400"}, "too large for a target"),
@@ -271,3 +273,18 @@ def test_the_grantee_list_counts_submissions_and_devices(sent, web_client):
     row = re.search(r'data-grantee="tomo">.*?</tr>', listing, re.S).group(0)
     figures = re.findall(r'<td class="num">(?:<span class="badge badge-received">)?(\d+)', row)
     assert figures == ["2", "2", "1"]  # submissions, waiting for review, devices
+
+
+def test_odd_targets_stored_through_the_api_do_not_break_the_pages(client, web_client, make_user):
+    coordinator = make_user("coordinator")
+    for period, value in (("2026", 1e300), ("0000", 5)):
+        response = client.put(f"{BASE}/targets", headers=coordinator,
+                              json={"grantee": "chinek", "indicator": "events_held", "period": period, "value": value})
+        assert response.status_code in (200, 400)
+    viewer = web_client("viewer")
+    assert viewer.get("/?period=2026").status_code == 200
+    assert viewer.get("/grantees/chinek/targets").status_code == 200
+    page = viewer.get("/?period=2026").data.decode()
+    data = re.search(r'<script type="application/json" id="dashboard-data">(.*?)</script>', page, re.S).group(1)
+    import json
+    json.loads(data, parse_constant=lambda name: pytest.fail(f"{name} in the charts' JSON"))

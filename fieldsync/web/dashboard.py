@@ -6,6 +6,7 @@ the page and `/v1/projects/1/indicator-values` always agree. A grantee_staff use
 confined to their own grantee by `read` itself (allowed_grantee), and the page shows no region
 totals to them (a region total would include other grantees).
 """
+import math
 from datetime import date, datetime
 
 from babel import dates as babel_dates
@@ -80,7 +81,10 @@ def period_label(period: str) -> str:
         return period
     if period[4] == "Q":
         return gettext("Q%(quarter)s %(year)s", quarter=period[5], year=period[:4])
-    month = date(int(period[:4]), int(period[4:]), 1)
+    try:
+        month = date(int(period[:4]), int(period[4:]), 1)
+    except ValueError:  # a stored period no calendar has (year 0000)
+        return period
     return babel_dates.format_date(month, "LLLL y", locale=language()).capitalize()
 
 
@@ -90,7 +94,7 @@ def month_short(period: str) -> str:
 
 def display(value, family: str) -> str:
     """A figure as people read it: grouped digits, two decimals for means and fractions."""
-    if value is None:
+    if value is None or not math.isfinite(value):  # the API can store a target of 1e400
         return "—"
     if family == "mean" or abs(value - round(value)) > 1e-9:
         return format_number(value, 2)
@@ -122,7 +126,7 @@ def chosen_period() -> str:
             period = year + part
     else:
         period = str(today().year)
-    if len(period) > 6:
+    if len(period) > 6 or not plausible_year(period):
         raise BadFilter(gettext("“%(period)s” is not a period. Use a year (2025), a quarter (2025Q3) or a month (202507).",
                                 period=period[:20]))
     try:
@@ -130,6 +134,17 @@ def chosen_period() -> str:
     except problems.Problem:
         raise BadFilter(gettext("“%(period)s” is not a period. Use a year (2025), a quarter (2025Q3) or a month (202507).",
                                 period=period)) from None
+
+
+YEAR_RANGE = (1990, 2100)  # a programme's years; 0000 or 9999 is a typing slip
+
+
+def plausible_year(period: str) -> bool:
+    """An empty period (all time), or one whose year is within YEAR_RANGE (not 0000, which no
+    calendar can show)."""
+    if not period:
+        return True
+    return period[:4].isdigit() and YEAR_RANGE[0] <= int(period[:4]) <= YEAR_RANGE[1]
 
 
 def period_choices(period: str) -> dict:
@@ -208,8 +223,13 @@ class Figures:
         return sum(targets)
 
 
+def finite(value):
+    """None for what JSON cannot carry (an infinite target stored through the API)."""
+    return value if value is not None and math.isfinite(value) else None
+
+
 def percent(value: float, target: float | None) -> float | None:
-    if not target:
+    if not target or not math.isfinite(target):
         return None
     return round(100.0 * value / target, 1)
 
@@ -335,7 +355,7 @@ def dashboard():
         "labels": {"actual": gettext("Actual"), "target": gettext("Target")},
         "grantees": {"labels": [r["name"] for r in grantee_rows],
                      "actual": [r["cells"][chart_index]["value"] for r in grantee_rows],
-                     "target": [r["cells"][chart_index]["target"] for r in grantee_rows]},
+                     "target": [finite(r["cells"][chart_index]["target"]) for r in grantee_rows]},
         "trend": {"labels": [m["label"] for m in trend], "values": [m["value"] for m in trend],
                   "year": year},
         "progress": {"labels": [k["label"] for k in progress], "values": [k["percent"] for k in progress],

@@ -4,6 +4,8 @@ Grantee_staff see only their own grantee: another grantee's pages answer 404, as
 not exist. Validation is the domain's (`programme.create_grantee`, `indicators.targets`); this
 module only puts its answers in plain words, next to the field they are about.
 """
+import math
+
 from flask import flash, g, redirect, render_template, request, url_for
 
 from .. import problems, programme
@@ -13,7 +15,7 @@ from ..indicators import definitions
 from ..indicators import targets as target_store
 from ..indicators.values import format_value, read
 from . import bp, nav
-from .dashboard import display, indicator_label, period_label, region_label
+from .dashboard import display, indicator_label, period_label, plausible_year, region_label
 from .i18n import format_percent, gettext
 from .session import page
 
@@ -129,7 +131,8 @@ def _target_rows(grantee, defs) -> list[dict]:
             actual = cells.get((target.indicator, target.period, "total"), 0.0)
         else:
             actual = sum(v for (i, p, coc), v in cells.items() if i == target.indicator and p == target.period)
-        achieved = round(100.0 * actual / target.value, 1) if actual is not None and target.value else None
+        finite = target.value is not None and math.isfinite(target.value)
+        achieved = round(100.0 * actual / target.value, 1) if actual is not None and target.value and finite else None
         rows.append({"target": target, "indicator": indicator_label(definition) if definition else target.indicator,
                      "period": period_label(target.period), "value_text": display(target.value, family),
                      "value_raw": format_value(target.value),
@@ -186,6 +189,9 @@ def grantee_target_save(code):
     values["editing"] = request.form.get("editing") == "1"
     if not values["value"]:
         return _render_targets(grantee, values, {"value": gettext("Enter the target value.")}, 400)
+    if len(values["period"]) > 6 or not plausible_year(values["period"]):
+        return _render_targets(grantee, values, _target_errors(problems.unexpected_value(
+            field="period", value=values["period"][:20], reason="no such year"), values), 400)
     try:
         with write_transaction():
             number = target_store.check_value(values["value"])
