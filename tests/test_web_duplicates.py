@@ -17,9 +17,17 @@ def phones(client, make_app_user):
     return {"chinek": chinek["token"], "tomo": tomo["token"], "form": form}
 
 
+def settle(app):
+    """Records and indicators catch up with what was sent (they may be built in the background)."""
+    from fieldsync.indicators import process_pending
+    with app.app_context():
+        process_pending()
+
+
 def seminar(phones, phone, client, **changes):
     xml = instance_xml(phones["form"], {**SEMINAR, **changes})
     assert post(client, f"/v1/key/{phones[phone]}/projects/1/submission", xml).status_code == 201
+    settle(client.application)
 
 
 def person(name, year=2008):
