@@ -277,12 +277,13 @@ def test_the_grantee_list_counts_submissions_and_devices(sent, web_client):
 
 def test_odd_targets_stored_through_the_api_do_not_break_the_pages(client, web_client, make_user):
     coordinator = make_user("coordinator")
-    for period, value in (("2026", 1e300), ("0000", 5)):
+    for period, value in (("2026", 1e300), ("202611", 1e-300), ("0000", 5)):
         response = client.put(f"{BASE}/targets", headers=coordinator,
                               json={"grantee": "chinek", "indicator": "events_held", "period": period, "value": value})
         assert response.status_code in (200, 400)
     viewer = web_client("viewer")
     assert viewer.get("/?period=2026").status_code == 200
+    assert viewer.get("/?period=202611").status_code == 200
     assert viewer.get("/grantees/chinek/targets").status_code == 200
     page = viewer.get("/?period=2026").data.decode()
     data = re.search(r'<script type="application/json" id="dashboard-data">(.*?)</script>', page, re.S).group(1)

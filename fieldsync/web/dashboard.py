@@ -94,8 +94,10 @@ def month_short(period: str) -> str:
 
 def display(value, family: str) -> str:
     """A figure as people read it: grouped digits, two decimals for means and fractions."""
-    if value is None or not math.isfinite(value):  # the API can store a target of 1e400
+    if value is None or not math.isfinite(value):
         return "—"
+    if abs(value) >= 1e15:  # beyond what decimal formatting holds (a target of 1e300 from the API)
+        return f"{value:.3g}"
     if family == "mean" or abs(value - round(value)) > 1e-9:
         return format_number(value, 2)
     return format_number(round(value), 0)
@@ -223,6 +225,12 @@ class Figures:
         return sum(targets)
 
 
+def percent_text(achieved: float | None) -> str | None:
+    if achieved is None:
+        return None
+    return format_percent(achieved / 100) if abs(achieved) < 1e12 else f"{achieved:.3g}%"
+
+
 def finite(value):
     """None for what JSON cannot carry (an infinite target stored through the API)."""
     return value if value is not None and math.isfinite(value) else None
@@ -250,7 +258,7 @@ def figure(figures: Figures, indicator: str, units: list[str], org_unit: str,
             "text": display(value, family) if family != "mean" or figures.measured(indicator, units) else "—",
             "target": target,
             "target_text": display(target, family) if target is not None else None,
-            "percent": achieved, "percent_text": format_percent(achieved / 100) if achieved is not None else None,
+            "percent": achieved, "percent_text": percent_text(achieved),
             "bar": min(achieved, 100.0) if achieved is not None else 0,
             "partial": (len(with_target), len(target_units)) if with_target and len(with_target) < len(target_units) else None}
 

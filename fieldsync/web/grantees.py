@@ -15,8 +15,8 @@ from ..indicators import definitions
 from ..indicators import targets as target_store
 from ..indicators.values import format_value, read
 from . import bp, nav
-from .dashboard import display, indicator_label, period_label, plausible_year, region_label
-from .i18n import format_percent, gettext
+from .dashboard import display, indicator_label, percent_text, period_label, plausible_year, region_label
+from .i18n import gettext
 from .session import page
 
 nav(70, "Grantees", "web.grantees", "grantee.read")
@@ -137,7 +137,7 @@ def _target_rows(grantee, defs) -> list[dict]:
                      "period": period_label(target.period), "value_text": display(target.value, family),
                      "value_raw": format_value(target.value),
                      "actual_text": display(actual, family) if actual is not None else "—",
-                     "percent": achieved, "percent_text": format_percent(achieved / 100) if achieved is not None else "—",
+                     "percent": achieved, "percent_text": percent_text(achieved) or "—",
                      "bar": min(achieved, 100.0) if achieved is not None else 0})
     return rows
 
