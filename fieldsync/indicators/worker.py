@@ -18,12 +18,14 @@ import queue
 import threading
 import time
 
+from .. import signals
 from ..extensions import db
 
 log = logging.getLogger(__name__)
 EXTENSION = "fieldsync.derive_worker"
 COALESCE = 25  # submissions taken from the in-memory queue at once
 BATCH = 5      # submissions per transaction: SQLite's write lock is held for one batch only
+GIVE_WAY = 0.5  # seconds a batch waits at most for this process's uploads to be stored first
 
 
 class DeriveWorker:
@@ -73,6 +75,9 @@ class DeriveWorker:
         from . import engine
         while True:
             ids, everything, taken = self._take()
+            # Uploads first: a device waits for its 201, a rebuild can wait a moment. Bounded,
+            # so that under a sustained load the rebuild still goes on.
+            signals.wait_quiet(GIVE_WAY)
             try:
                 with self.app.app_context():
                     try:

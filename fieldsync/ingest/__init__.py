@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from sqlalchemy.exc import IntegrityError
 
-from .. import problems, records, storage
+from .. import problems, records, signals, storage
 from ..audit import record
 from ..auth import Actor, require
 from ..extensions import db, write_transaction
@@ -53,6 +53,15 @@ def receive(project_id: int, actor: Actor, upload: Upload, max_bytes: int,
             expected_form_id: str | None = None, announce: bool = True) -> Received:
     """Store one upload. `announce=False` leaves the record rebuild queued for the caller to
     process in bulk (the demo loader); devices always announce."""
+    with signals.receiving():  # background rebuilds give way while an upload is stored
+        received = _receive(project_id, actor, upload, max_bytes, expected_form_id)
+    if announce and received.outcome != "resent":
+        records.announce(received.submission.id)
+    return received
+
+
+def _receive(project_id: int, actor: Actor, upload: Upload, max_bytes: int,
+             expected_form_id: str | None) -> Received:
     envelope = read_envelope(upload.xml, max_bytes=max_bytes)
     if expected_form_id is not None and envelope.form_id != expected_form_id:
         raise problems.unexpected_value(field="form ID", value=envelope.form_id,
@@ -103,8 +112,6 @@ def receive(project_id: int, actor: Actor, upload: Upload, max_bytes: int,
             # (PostgreSQL; SQLite's write lock prevents it). Go round again: it is now a resend.
             if attempt == 2:
                 raise
-    if announce and received.outcome != "resent":
-        records.announce(received.submission.id)
     return received
 
 
