@@ -144,3 +144,16 @@ def test_sessions_expire_are_renewed_in_use_and_can_be_ended(app, client, cli):
     bearer = {"Authorization": f"Bearer {token}"}
     assert client.delete("/v1/sessions/current", headers=bearer).status_code == 200
     assert client.get("/v1/users/current", headers=bearer).status_code == 401
+
+
+def test_grantee_staff_may_read_only_their_own_grantee_object(app):
+    from fieldsync.auth import can
+    from fieldsync.auth.policy import Actor
+    from fieldsync.programme import grantees
+    with app.app_context():
+        by_code = {g.code: g for g in grantees(1)}
+        staff = Actor(kind="user", id=1, role="grantee_staff", display_name="s", grantee_id=by_code["tomo"].id)
+        coordinator = Actor(kind="user", id=2, role="coordinator", display_name="c")
+        assert can(staff, "grantee.read", by_code["tomo"])
+        assert not can(staff, "grantee.read", by_code["chinek"])
+        assert can(coordinator, "grantee.read", by_code["chinek"])

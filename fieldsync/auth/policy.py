@@ -45,6 +45,15 @@ class Actor:
         return self.id if self.kind == "app_user" else None
 
 
+def _grantee_of(thing) -> int | None:
+    """The grantee a thing belongs to: its `grantee_id`, or itself when it is a grantee."""
+    if thing is None:
+        return None
+    if getattr(thing, "__tablename__", None) == "grantees":
+        return thing.id
+    return getattr(thing, "grantee_id", None)
+
+
 def grantee_scope(actor: Actor) -> int | None:
     """The one grantee this actor is confined to, or None for all."""
     if actor.role in ("grantee_staff", "app_user"):
@@ -60,7 +69,7 @@ def can(actor: Actor | None, action: str, thing=None, project_id: int | None = N
     if actor.role == "grantee_staff" and actor.grantee_id is None:
         return False  # misconfigured: a grantee_staff user with no grantee sees nothing
     scope = grantee_scope(actor)
-    thing_grantee = getattr(thing, "grantee_id", None) if thing is not None else None
+    thing_grantee = _grantee_of(thing)
     if scope is not None and thing_grantee is not None and thing_grantee != scope:
         return False
     return True
