@@ -26,8 +26,9 @@ from .contributions import Aggregator, additive_totals, contributions, member_re
 from .definitions import Definitions, load
 
 log = logging.getLogger(__name__)
-SUB_TABLES = (("assessment", Assessment, "interview_date"), ("interview", Interview, "interview_date"),
-              ("service", Service, "service_date"))
+# Services first: most submissions are consultations, and a source's lookup stops at its table.
+SUB_TABLES = (("service", Service, "service_date"), ("assessment", Assessment, "interview_date"),
+              ("interview", Interview, "interview_date"))
 _cache: dict = {}
 
 
@@ -71,12 +72,15 @@ def source_payload(key: str, defs: Definitions) -> list[list]:
     submission_id = parsed[1]
     for source, model, date_field in SUB_TABLES:
         record = db.session.scalar(select(model).where(model.submission_id == submission_id))
-        if record is None or record.grantee_id is None or not record.counted:
+        if record is None:
             continue
+        if record.grantee_id is None or not record.counted:
+            break
         row = {**_columns(record), "date": getattr(record, date_field)}
         scopes = ["all"] + (["approved"] if record.approved else [])
         for scope in scopes:
             payload += contributions(defs, {source: [row]}, record.grantee_id, scope)
+        break  # a submission's records are in one table (its form's)
     return sorted(payload, key=repr)
 
 
