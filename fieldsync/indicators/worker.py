@@ -14,6 +14,7 @@ Without a worker (the CLI, `demo load`, Flask's test client in the tests) the si
 handled in the request itself, so indicators have moved by the time it returns.
 """
 import logging
+import os
 import queue
 import threading
 import time
@@ -35,6 +36,7 @@ class DeriveWorker:
         self.unfinished = 0
         self.idle = threading.Condition()
         self.thread = threading.Thread(target=self._run, name="fieldsync-derive", daemon=True)
+        self.pid = os.getpid()
 
     def start(self, catch_up: bool = True) -> "DeriveWorker":
         if catch_up:
@@ -105,11 +107,16 @@ class DeriveWorker:
 
 def start(app) -> DeriveWorker:
     """Give this serving process its worker; from then on uploads answer before the rebuild."""
-    worker = app.extensions.get(EXTENSION)
+    worker = current(app)
     if worker is None:
         worker = app.extensions[EXTENSION] = DeriveWorker(app).start()
     return worker
 
 
 def current(app) -> DeriveWorker | None:
-    return app.extensions.get(EXTENSION)
+    """This process's running worker, or None (then the caller rebuilds in-line). A worker
+    inherited through a fork has no thread in the child, so it does not count."""
+    worker = app.extensions.get(EXTENSION)
+    if worker is None or getattr(worker, "pid", os.getpid()) != os.getpid():
+        return None
+    return worker
