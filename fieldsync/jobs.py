@@ -88,5 +88,14 @@ def start_scheduler(app):
     scheduler.add_job(lambda: run_once(app, "indicators.reconcile", lambda: indicators.recompute("schedule"), 3600),
                       "interval", minutes=settings["RECONCILE_MINUTES"], id="indicators.reconcile",
                       max_instances=1, coalesce=True)
+    # Exports a stopped process left behind, and export files past their day.
+    scheduler.add_job(lambda: run_once(app, "exports.stale", _exports_housekeeping, 3600),
+                      "interval", minutes=2, id="exports.stale", max_instances=1, coalesce=True)
     scheduler.start()
     return scheduler
+
+
+def _exports_housekeeping() -> None:
+    from . import exports
+    exports.run_stale()
+    exports.cleanup()
