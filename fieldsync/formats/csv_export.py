@@ -21,7 +21,7 @@ def _columns(fields: list[dict], repeat: str | None) -> list[tuple[dict, str]]:
     cached = _columns_cache.get((id(fields), repeat))
     if cached is not None and cached[0] is fields:
         return cached[1]
-    if len(_columns_cache) > 256:
+    if len(_columns_cache) > 32:
         _columns_cache.clear()
     out = _compute_columns(fields, repeat)
     _columns_cache[(id(fields), repeat)] = (fields, out)

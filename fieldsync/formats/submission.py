@@ -160,7 +160,7 @@ def _plan(schema: dict) -> tuple:
         with_repeats[repeat] = any(r.startswith(repeat + "/") for r in repeats)
     plan = (top, _wanted(top), with_repeats,
             {r: (fields, _wanted(fields)) for r, fields in relatives.items()})
-    if len(_plans) > 256:
+    if len(_plans) > 32:
         _plans.clear()
     _plans[id(schema)] = (schema, plan)
     return plan

@@ -197,7 +197,7 @@ def _fold(token: str) -> str:
     return token
 
 
-@functools.lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=1 << 14)
 def _fold_all(token: str) -> str:
     """Fold until stable: a fold can expose work for an earlier one (Абдыюсуп)."""
     for _ in range(10):
@@ -212,7 +212,7 @@ def _tokens(text: str) -> list[str]:
     return list(_tokens_of(text))
 
 
-@functools.lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=1 << 14)
 def _tokens_of(text: str) -> tuple[str, ...]:
     return tuple(t for t in (_fold_all(w) for w in _prepare(text).split()) if t)
 
@@ -273,7 +273,7 @@ def _village_tokens(tokens: list[str]) -> list[str]:
     return _bind(kept, _VILLAGE_FIRST_PARTS, _VILLAGE_LAST_PARTS)
 
 
-@functools.lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=1 << 14)
 def normalise_name(text: str | None) -> str:
     """The canonical key of a person's name: equal keys are the same name however it was
     written (Cyrillic or any common Latin spelling, any case, spacing, punctuation or word
