@@ -157,3 +157,16 @@ def test_grantee_staff_may_read_only_their_own_grantee_object(app):
         assert can(staff, "grantee.read", by_code["tomo"])
         assert not can(staff, "grantee.read", by_code["chinek"])
         assert can(coordinator, "grantee.read", by_code["chinek"])
+
+
+def test_grantee_staff_may_not_read_a_thing_of_no_grantee(app):
+    from types import SimpleNamespace
+    from fieldsync.auth import can
+    from fieldsync.auth.policy import Actor
+    staff = Actor(kind="user", id=1, role="grantee_staff", display_name="s", grantee_id=7)
+    coordinator = Actor(kind="user", id=2, role="coordinator", display_name="c")
+    orphan = SimpleNamespace(grantee_id=None)  # e.g. a submission that named no grantee
+    assert not can(staff, "submission.read", orphan)
+    assert can(coordinator, "submission.read", orphan)
+    assert can(staff, "submission.read", SimpleNamespace(grantee_id=7))
+    assert can(staff, "form.read", SimpleNamespace(xml_form_id="seminar_attendance"))

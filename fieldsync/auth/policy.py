@@ -45,6 +45,12 @@ class Actor:
         return self.id if self.kind == "app_user" else None
 
 
+def _belongs_to_grantees(thing) -> bool:
+    """Things that are some grantee's (submissions, devices, targets, grantees), as opposed to
+    things of the whole programme (forms), which scope does not narrow."""
+    return thing is not None and (hasattr(thing, "grantee_id") or getattr(thing, "__tablename__", None) == "grantees")
+
+
 def _grantee_of(thing) -> int | None:
     """The grantee a thing belongs to: its `grantee_id`, or itself when it is a grantee."""
     if thing is None:
@@ -69,9 +75,8 @@ def can(actor: Actor | None, action: str, thing=None, project_id: int | None = N
     if actor.role == "grantee_staff" and actor.grantee_id is None:
         return False  # misconfigured: a grantee_staff user with no grantee sees nothing
     scope = grantee_scope(actor)
-    thing_grantee = _grantee_of(thing)
-    if scope is not None and thing_grantee is not None and thing_grantee != scope:
-        return False
+    if scope is not None and _belongs_to_grantees(thing) and _grantee_of(thing) != scope:
+        return False  # another grantee's thing, or one of no grantee at all: not theirs
     return True
 
 
