@@ -29,6 +29,12 @@ def test_each_role_walks_its_pages(browser_as, screenshot):
         if role == "admin":
             page.goto("/users")
             screenshot(page, "users")
+            # The longest navigation (an admin's, in Russian) still fits a laptop screen.
+            page.click("button[lang=ru]")
+            last = page.locator(".mainnav a").last.bounding_box()
+            nav = page.locator(".mainnav").bounding_box()
+            assert page.locator(".mainnav a").last.inner_text() == "Пользователи"
+            assert last["x"] + last["width"] <= nav["x"] + nav["width"] + 1 <= 1366
     # Least privilege shows in the navigation too.
     assert "/users" in seen["admin"] and "/users" not in seen["coordinator"]
     assert seen["viewer"] < seen["admin"]
