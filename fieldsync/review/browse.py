@@ -15,7 +15,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from lxml import etree
-from sqlalchemy import Index, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import defer, selectinload
 
 from .. import storage
@@ -25,14 +25,6 @@ from ..extensions import db, write_transaction
 from ..formats.submission import field_values, parse_stored
 from ..models import (REVIEW_STATES, AppUser, Audit, Form, Grantee, Submission, SubmissionAttachment,
                       SubmissionDef, WebUser)
-
-# The table pages by id within a form, optionally within a grantee (grantee_staff, the grantee
-# and region filters) or a review state (the dashboard's "received" and "hasIssues" links): with
-# these the database walks an index backwards and stops after a page, instead of sorting every
-# submission of the form (migration 0006; they could equally sit in the model's __table_args__).
-Index("ix_submissions_form_id_id", Submission.form_id, Submission.id)
-Index("ix_submissions_form_grantee_id", Submission.form_id, Submission.grantee_id, Submission.id)
-Index("ix_submissions_form_state_id", Submission.form_id, Submission.review_state, Submission.id)
 
 PAGE_SIZE = 50
 COUNT_CAP = 10_000
