@@ -18,7 +18,7 @@ class Submission(db.Model):
     __tablename__ = "submissions"
     # The web app's table pages by id within a form, often within a grantee or a review state:
     # with the last three the database walks one index backwards and stops after a page
-    # instead of sorting every submission of the form (migration 0006).
+    # instead of sorting every submission of the form (migration 0005).
     __table_args__ = (UniqueConstraint("form_id", "instance_id"),
                       Index("ix_submissions_form_created", "form_id", "created_at", "id"),
                       Index("ix_submissions_form_id_id", "form_id", "id"),

@@ -4,7 +4,7 @@ The web app's submissions table pages newest first by id within a form (keyset p
 within a grantee or a review state; these indexes let the database read one page from an index
 instead of sorting every submission of the form.
 
-Revision ID: 0006
+Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-01 14:50:00
 
@@ -13,7 +13,7 @@ from alembic import op
 
 
 # revision identifiers, used by Alembic.
-revision = '0006'
+revision = '0005'
 down_revision = '0004'
 branch_labels = None
 depends_on = None
