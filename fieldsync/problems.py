@@ -86,6 +86,7 @@ submission_deleted = _problem(
 version_conflict = _problem(
     "409.101", "Form {form_id} version '{version}' is already published with different content. "
                "Give the changed form a new version in its settings sheet and publish again.")
+already_decided = _problem("409.102", "This duplicate candidate was already decided ({status}).")
 too_large = _problem("413.1", "The request is too large: at most {limit} bytes are accepted.")
 too_many_attempts = _problem("429.1", "Too many failed sign-in attempts. Wait {minutes} minutes and try again.")
 csrf_failed = _problem("403.101", "This form has expired or did not come from FieldSync. Reload the page and try again.")

@@ -126,6 +126,12 @@ def test_coordinator_merges_a_candidate_and_the_decision_sticks(app, client, pho
     assert "drift from the incremental values: 0" in result.output
     assert value(client, coordinator, "events_held") == "1"  # still merged after a full rebuild
     assert client.get(f"{BASE}/duplicates", headers=coordinator).get_json() == []
+    # The same decision again is harmless; reversing it is refused, and nothing moves.
+    again = client.post(f"{BASE}/duplicates/{candidate['id']}", json={"decision": "merge"}, headers=coordinator)
+    assert again.status_code == 200 and again.get_json()["status"] == "merged"
+    other = client.post(f"{BASE}/duplicates/{candidate['id']}", json={"decision": "not_duplicate"}, headers=coordinator)
+    assert other.status_code == 409 and other.get_json()["code"] == 409.102
+    assert value(client, coordinator, "events_held") == "1"
 
 
 def test_not_a_duplicate_overrides_the_automatic_rule(app, client, phones, coordinator, cli):

@@ -140,7 +140,7 @@ def list_duplicates(project_id):
 
 
 @bp.post(BASE + "/duplicates/<int:candidate_id>")
-@documented("Merge, or mark not a duplicate", body=schemas.DuplicateDecision, response=schemas.Candidate, errors=("400", "401", "403", "404"))
+@documented("Merge, or mark not a duplicate", body=schemas.DuplicateDecision, response=schemas.Candidate, errors=("400", "401", "403", "404", "409"))
 def decide_duplicate(project_id, candidate_id):
     actor = current_actor()
     require(actor, "duplicate.resolve", project_id=project_id)

@@ -2,6 +2,7 @@
 from sqlalchemy import select
 
 from .. import problems
+from ..auth import can
 from ..audit import record
 from ..extensions import db, write_transaction
 from ..models import DuplicateCandidate, Event, Participant, Person
@@ -58,7 +59,13 @@ def decide(candidate_id: int, decision: str, actor) -> DuplicateCandidate:
         candidate = db.session.get(DuplicateCandidate, candidate_id)
         if candidate is None:
             raise problems.not_found()
+        if actor is not None and not can(actor, "duplicate.resolve", candidate):
+            raise problems.forbidden()  # another grantee's candidate
         status = DECISIONS[decision]
+        if candidate.status == status:
+            return candidate  # the same decision again (a double click, a retried request)
+        if candidate.status != "open":
+            raise problems.already_decided(status=candidate.status)
         store.mark_decided(candidate, status, actor.user_id if actor else None)
         db.session.flush()
         if candidate.kind == "event":
