@@ -25,6 +25,13 @@ control_socket_disable = True
 logger_class = "fieldsync.serving.RedactingLogger"
 
 
+def on_starting(server):
+    # Threaded workers otherwise grow their memory arena by arena under a long mixed load
+    # (see fieldsync.serving.limit_malloc_arenas); set in the master, inherited by every worker.
+    from fieldsync.serving import limit_malloc_arenas
+    limit_malloc_arenas(int(os.environ.get("FIELDSYNC_MALLOC_ARENAS", 2)))
+
+
 def post_fork(server, worker):
     # Every worker runs the scheduler; a lease in the database lets one of them do each job.
     import os

@@ -39,3 +39,22 @@ class RedactingLogger(Logger):
 
     def exception(self, msg, *args, **kwargs):
         return self._redacted(super().exception, msg, *args, **kwargs)
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's malloc arenas for this process and the workers it forks.
+
+    glibc gives each thread that allocates concurrently an arena of its own (up to 8 per core),
+    and memory freed in one is rarely returned or reused by another, so a threaded worker's
+    resident memory creeps up under a long mixed load (the soak test measured it). Two arenas
+    keep threads sharing, at no measurable cost here. Same effect as MALLOC_ARENA_MAX=2, which
+    would have to be set before the process starts; mallopt works from inside it. Does nothing
+    (False) where the C library is not glibc."""
+    import ctypes
+    import ctypes.util
+    M_ARENA_MAX = -8
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(M_ARENA_MAX, arenas))
+    except (OSError, AttributeError):
+        return False

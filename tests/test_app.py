@@ -105,3 +105,11 @@ def test_migrations_match_the_models(app):
 def test_a_form_named_key_is_not_mistaken_for_a_device_url(client, make_user):
     response = client.get("/v1/projects/1/forms/key/submissions", headers=make_user("coordinator"))
     assert response.status_code == 404 and response.get_json()["code"] == 404.1
+
+
+def test_the_served_processes_cap_malloc_arenas():
+    # gunicorn.conf.py calls this in the master; on glibc it must take effect (see
+    # docs/benchmarks.md: the soak's worker memory grew half as fast with it).
+    from fieldsync.serving import limit_malloc_arenas
+    import platform
+    assert limit_malloc_arenas(2) is (platform.libc_ver()[0] == "glibc")
