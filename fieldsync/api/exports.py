@@ -2,14 +2,13 @@
 CSV per repeat and (unless `attachments=false`) the media files, built in a temporary file so
 memory stays flat however many submissions there are."""
 import tempfile
-import zipfile
 
 from flask import Response, request, send_file, stream_with_context
 from sqlalchemy import func, select
 
-from .. import storage
 from ..audit import record
 from ..extensions import db, write_transaction
+from ..exports import writers
 from ..formats import csv_export
 from ..formats.odata import visible_fields
 from ..formats.submission import field_values, parse_stored
@@ -87,38 +86,10 @@ def _audit(actor, form, what, personal):
 def submissions_zip(project_id, xml_form_id):
     actor, form, personal = _form(project_id, xml_form_id)
     schema = form.current_version.schema
-    fields = visible_fields(schema, personal)
     with_media = (request.args.get("attachments") or "true").lower() != "false"
-    personal_files = {f["path"] for f in schema["fields"] if f.get("personal") and f["type"] == "binary"}
     _audit(actor, form, "csv.zip", personal)
     out = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
-        tables = {None: archive.open(f"{xml_form_id}.csv", "w", force_zip64=True)}
-        tables[None].write(csv_export.line(csv_export.root_header(fields)).encode("utf-8"))
-        repeats = schema.get("repeats", [])
-        spooled = {r: tempfile.TemporaryFile() for r in repeats}
-        for repeat in repeats:
-            spooled[repeat].write(csv_export.line(csv_export.repeat_header(fields, repeat)).encode("utf-8"))
-        media = []
-        for submission, system in _batches(_base_query(actor, form)):
-            values = field_values(parse_stored(submission.current_def.xml), schema)
-            tables[None].write(csv_export.line(csv_export.root_row(fields, values, system)).encode("utf-8"))
-            for repeat in repeats:
-                for row in csv_export.repeat_rows(fields, values, repeat, submission.instance_id):
-                    spooled[repeat].write(csv_export.line(row).encode("utf-8"))
-            if with_media:
-                hidden = {values.get(p) for p in personal_files} if not personal else set()
-                media += [(a.name, a.blob.sha256) for a in submission.current_def.attachments
-                          if a.blob is not None and a.name not in hidden]
-        tables[None].close()
-        for repeat, handle in spooled.items():
-            handle.seek(0)
-            with archive.open(f"{xml_form_id}-{repeat.replace('/', '-')}.csv", "w", force_zip64=True) as target:
-                while chunk := handle.read(1024 * 1024):
-                    target.write(chunk)
-            handle.close()
-        for name, sha256 in media:
-            archive.write(storage.path_of(sha256), f"media/{name}")
+    writers.write_csv_zip(out, xml_form_id, schema, _batches(_base_query(actor, form)), personal, with_media)
     out.seek(0)
     return send_file(out, mimetype="application/zip", as_attachment=True, download_name=f"{xml_form_id}.zip")
 

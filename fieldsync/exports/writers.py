@@ -31,11 +31,24 @@ def _personal_files(schema: dict) -> set[str]:
 
 
 def submissions_zip(out, form_id: str, schema: dict, spec, personal: bool, with_media: bool, progress) -> int:
+    total = queries.count(spec)
+    progress(0, total, force=True)
+    rows = (row for batch in queries.batches(spec) for row in batch)
+    done = write_csv_zip(out, form_id, schema, rows, personal, with_media,
+                         lambda done: progress(done, total))
+    progress(done, total, force=True)
+    return done
+
+
+def write_csv_zip(out, form_id: str, schema: dict, rows, personal: bool, with_media: bool,
+                  progress=lambda done: None) -> int:
+    """Central's csv.zip into `out`: the root table, one CSV per repeat (spooled to temporary
+    files, so memory stays flat) and the media files, from (submission, __system block) `rows`.
+    The one writer behind both the API's `submissions.csv.zip` and the background export.
+    `progress(rows written)` is called after every row and while media are copied."""
     fields = _fields(schema, personal)
     repeats = schema.get("repeats", [])
     hidden_files = _personal_files(schema) if not personal else set()
-    total = queries.count(spec)
-    progress(0, total, force=True)
     done = 0
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
         root = archive.open(f"{form_id}.csv", "w", force_zip64=True)
@@ -43,21 +56,21 @@ def submissions_zip(out, form_id: str, schema: dict, spec, personal: bool, with_
         spooled = {r: tempfile.TemporaryFile() for r in repeats}
         for repeat in repeats:
             spooled[repeat].write(csv_export.line(csv_export.repeat_header(fields, repeat)).encode("utf-8"))
-        media: dict[str, str] = {}
-        for batch in queries.batches(spec):
-            for submission, system in batch:
-                values = field_values(parse_stored(submission.current_def.xml), schema)
-                root.write(csv_export.line(csv_export.root_row(fields, values, system)).encode("utf-8"))
-                for repeat in repeats:
-                    for row in csv_export.repeat_rows(fields, values, repeat, submission.instance_id):
-                        spooled[repeat].write(csv_export.line(row).encode("utf-8"))
-                if with_media:
-                    hidden = {values.get(p) for p in hidden_files}
-                    for attachment in submission.current_def.attachments:
-                        if attachment.blob is not None and attachment.name not in hidden:
-                            media[attachment.name] = attachment.blob.sha256
-            done += len(batch)
-            progress(done, total)
+        # Each distinct file once, in the order met; two different files of one name both stay.
+        media: dict[tuple[str, str], None] = {}
+        for submission, system in rows:
+            values = field_values(parse_stored(submission.current_def.xml), schema)
+            root.write(csv_export.line(csv_export.root_row(fields, values, system)).encode("utf-8"))
+            for repeat in repeats:
+                for row in csv_export.repeat_rows(fields, values, repeat, submission.instance_id):
+                    spooled[repeat].write(csv_export.line(row).encode("utf-8"))
+            if with_media:
+                hidden = {values.get(p) for p in hidden_files}
+                for attachment in submission.current_def.attachments:
+                    if attachment.blob is not None and attachment.name not in hidden:
+                        media[(attachment.name, attachment.blob.sha256)] = None
+            done += 1
+            progress(done)
         root.close()
         for repeat, handle in spooled.items():
             handle.seek(0)
@@ -65,10 +78,9 @@ def submissions_zip(out, form_id: str, schema: dict, spec, personal: bool, with_
                 while chunk := handle.read(1024 * 1024):
                     target.write(chunk)
             handle.close()
-        for name, sha256 in sorted(media.items()):
+        for name, sha256 in media:
             archive.write(storage.path_of(sha256), f"media/{name}")
-            progress(done, total)  # photos take long to copy: keep the lease
-    progress(done, total, force=True)
+            progress(done)  # photos take long to copy: a background job keeps its lease
     return done
 
 
