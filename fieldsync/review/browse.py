@@ -25,6 +25,7 @@ from ..extensions import db, write_transaction
 from ..formats.submission import field_values, parse_stored
 from ..models import (REVIEW_STATES, AppUser, Audit, Form, Grantee, Submission, SubmissionAttachment,
                       SubmissionDef, WebUser)
+from ..xlsform import xform
 
 PAGE_SIZE = 50
 COUNT_CAP = 10_000
@@ -329,20 +330,11 @@ def form_extras(form_version) -> FormExtras:
     for repeat in schema.get("repeats", []):
         ref = repeat_refs.get(f"/{root}/{repeat}")
         if ref is not None:
-            extras.repeat_labels[repeat] = _resolve(ref, itext)
+            extras.repeat_labels[repeat] = xform.label_texts(ref, itext)
     if len(_extras_cache) > 256:
         _extras_cache.clear()
     _extras_cache[form_version.id] = (stamp, extras)
     return extras
-
-
-def _resolve(label_element, itext) -> dict:
-    ref = label_element.get("ref") or ""
-    match = re.match(r"jr:itext\('([^']+)'\)", ref)
-    if match:
-        return {lang: texts.get(match.group(1), "") for lang, texts in itext.items()}
-    text = "".join(label_element.itertext()).strip()
-    return {"default": text} if text else {}
 
 
 def _read_xform(xml: bytes):
@@ -355,13 +347,7 @@ def _read_xform(xml: bytes):
     csv_sources: dict = {}
     if model is None:
         return instances, itext, readonly, repeat_refs, csv_sources
-    block = model.find(f"{{{XF}}}itext")
-    for translation in (block.findall(f"{{{XF}}}translation") if block is not None else []):
-        texts = itext.setdefault(translation.get("lang"), {})
-        for text in translation.findall(f"{{{XF}}}text"):
-            value = next((v for v in text.findall(f"{{{XF}}}value") if v.get("form") is None), None)
-            if value is not None:
-                texts[text.get("id")] = "".join(value.itertext()).strip()
+    itext = xform.itext_texts(model)
     for instance in model.findall(f"{{{XF}}}instance"):
         source = CSV_SRC.match(instance.get("src") or "")
         if instance.get("id") and source:

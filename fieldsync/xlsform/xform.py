@@ -63,7 +63,7 @@ def read_xform(data: bytes) -> XFormInfo:
     form_id = root.get("id") or ""
     version = root.get("version") or root.get(_q("http://openrosa.org/xforms", "version")) or ""
     title = (title_el.text or "").strip() if title_el is not None else ""
-    itext = _itext(model)
+    itext = itext_texts(model)
     info = XFormInfo(form_id=form_id, version=version, title=title or form_id,
                      root_name=etree.QName(root).localname, languages=list(itext))
     binds = {b.get("nodeset"): b for b in model.findall(_q(XF, "bind"))}
@@ -74,7 +74,7 @@ def read_xform(data: bytes) -> XFormInfo:
     return info
 
 
-def _itext(model) -> dict[str, dict[str, str]]:
+def itext_texts(model) -> dict[str, dict[str, str]]:
     """language -> {itext id -> text of its default form}."""
     out: dict[str, dict[str, str]] = {}
     itext = model.find(_q(XF, "itext"))
@@ -92,8 +92,11 @@ def _itext(model) -> dict[str, dict[str, str]]:
 
 def _label(element, itext) -> dict[str, str]:
     label = element.find(_q(XF, "label"))
-    if label is None:
-        return {}
+    return {} if label is None else label_texts(label, itext)
+
+
+def label_texts(label, itext) -> dict[str, str]:
+    """A <label>'s text per language: from itext when it refers there, else its own text."""
     ref = label.get("ref") or ""
     match = re.match(r"jr:itext\('([^']+)'\)", ref)
     if match:
