@@ -29,64 +29,134 @@ def periods_of(month: str) -> list[str]:
     return ["", year, f"{year}Q{(m - 1) // 3 + 1}", month]
 
 
-def _evaluate(expression: str, row: dict):
-    def walk(node):
+def _compiled(expression: str):
+    """The expression (fields, numbers, + - * /; checked by `definitions`) as a function of a
+    row, built once: parsing it again for every row was most of a recompute's own time. A
+    missing field counts as 0 and a division by zero gives 0."""
+    def build(node):
         if isinstance(node, ast.Expression):
-            return walk(node.body)
+            return build(node.body)
         if isinstance(node, ast.Constant):
-            return node.value
+            value = node.value
+            return lambda row: value
         if isinstance(node, ast.Name):
-            return row.get(node.id) or 0
+            name = node.id
+            return lambda row: row.get(name) or 0
         if isinstance(node, ast.UnaryOp):
-            return -walk(node.operand)
-        left, right = walk(node.left), walk(node.right)
-        if isinstance(node.op, ast.Div) and right == 0:
-            return 0
-        return _OPS[type(node.op)](left, right)
-    return walk(ast.parse(expression, mode="eval"))
+            operand = build(node.operand)
+            return lambda row: -operand(row)
+        left, right = build(node.left), build(node.right)
+        if isinstance(node.op, ast.Div):
+            def divide(row):
+                a, b = left(row), right(row)
+                return 0 if b == 0 else a / b
+            return divide
+        op = _OPS[type(node.op)]
+        return lambda row: op(left(row), right(row))
+    return build(ast.parse(expression, mode="eval"))
 
 
-def _matches(term: Term, row: dict) -> bool:
-    return all(row.get(name) in allowed for name, allowed in term.where)
+class _Step:
+    """One term of one indicator, ready to run over rows of its source."""
+
+    __slots__ = ("indicator", "kind", "where", "member", "value", "weight", "fixed_cocs", "by", "options")
+
+    def __init__(self, indicator_id: str, term: Term):
+        self.indicator, self.kind, self.where = indicator_id, term.kind, term.where
+        self.member = term.field if term.kind == "distinct" else None
+        self.value = None
+        if term.kind in ("sum", "mean"):
+            field = term.field
+            self.value = _compiled(term.expression) if term.expression else (lambda row: row.get(field))
+        self.weight = 1 if term.kind == "mean" else 0
+        self.fixed_cocs = (["total"] if term.total else []) + ([term.fixed] if term.fixed else [])
+        self.by, self.options = term.by, (None if term.options is None else frozenset(term.options))
+
+    def cocs(self, row: dict) -> list[str]:
+        if self.by is None:
+            return self.fixed_cocs
+        value = row.get(self.by)
+        if value is not None and (self.options is None or value in self.options):
+            return self.fixed_cocs + [str(value)]
+        return self.fixed_cocs
 
 
-def _cocs(term: Term, row: dict) -> list[str]:
-    cocs = ["total"] if term.total else []
-    if term.fixed:
-        cocs.append(term.fixed)
-    if term.by:
-        value = row.get(term.by)
-        if value is not None and (term.options is None or value in term.options):
-            cocs.append(str(value))
-    return cocs
+def _plan(definitions: Definitions) -> dict[str, list[_Step]]:
+    """The steps of every term, by source kind (cached on the definitions)."""
+    plan = definitions.compiled
+    if plan is None:
+        plan = {}
+        for indicator in definitions.indicators.values():
+            for term in indicator.terms:
+                plan.setdefault(term.source, []).append(_Step(indicator.id, term))
+        definitions.compiled = plan
+    return plan
+
+
+def contributions_in(definitions: Definitions, rows_by_source: dict[str, list[dict]], grantee_id: int,
+                     scopes) -> list[list]:
+    """The payload entries for one grantee, for each of `scopes` (the same rows count in every
+    scope they are in, so they are evaluated once)."""
+    out = []
+    plan = _plan(definitions)
+    for source, rows in rows_by_source.items():
+        steps = plan.get(source)
+        if not steps:
+            continue
+        day, month = None, ""
+        for row in rows:
+            if row.get("date") != day:  # rows of one source mostly share their date
+                day = row.get("date")
+                month = month_of(day)
+            for step in steps:
+                if step.where and not all(row.get(name) in allowed for name, allowed in step.where):
+                    continue
+                if step.member is not None:
+                    member = row.get(step.member)
+                    if member in (None, ""):
+                        continue
+                    member = str(member)
+                    out.extend(["m", step.indicator, grantee_id, scope, month, coc, member]
+                               for scope in scopes for coc in step.cocs(row))
+                    continue
+                if step.value is None:
+                    amount = 1
+                else:
+                    amount = step.value(row)
+                    if amount is None:
+                        continue
+                out.extend(["s", step.indicator, grantee_id, scope, month, coc, amount, step.weight]
+                           for scope in scopes for coc in step.cocs(row))
+    return out
 
 
 def contributions(definitions: Definitions, rows_by_source: dict[str, list[dict]], grantee_id: int,
                   scope: str) -> list[list]:
     """The payload entries for one grantee and scope, from rows keyed by source kind."""
+    return contributions_in(definitions, rows_by_source, grantee_id, (scope,))
+
+
+def compact(payload: list[list]) -> list[list]:
+    """The same payload with the additive entries of one cell summed into one entry, sorted.
+
+    Sums are all that `additive_totals` and the aggregate read of them, so the compact payload
+    means exactly the same; a seminar of 30 then stores a handful of count entries instead of
+    one per participant (distinct members stay one entry each)."""
+    sums: dict[tuple, list] = {}
     out = []
-    for indicator in definitions.indicators.values():
-        for term in indicator.terms:
-            for row in rows_by_source.get(term.source, ()):
-                if not _matches(term, row):
-                    continue
-                month = month_of(row.get("date"))
-                if term.kind == "distinct":
-                    member = row.get(term.field)
-                    if member in (None, ""):
-                        continue
-                    out.extend(["m", indicator.id, grantee_id, scope, month, coc, str(member)]
-                               for coc in _cocs(term, row))
-                    continue
-                if term.kind == "count":
-                    amount, weight = 1, 0
-                else:
-                    amount = _evaluate(term.expression, row) if term.expression else row.get(term.field)
-                    if amount is None:
-                        continue
-                    weight = 1 if term.kind == "mean" else 0
-                out.extend(["s", indicator.id, grantee_id, scope, month, coc, amount, weight]
-                           for coc in _cocs(term, row))
+    for entry in payload:
+        if entry[0] == "s":
+            key = tuple(entry[1:6])
+            cell = sums.get(key)
+            if cell is None:
+                sums[key] = [entry[6], entry[7]]
+            else:
+                cell[0] += entry[6]
+                cell[1] += entry[7]
+        else:
+            out.append(entry)
+    out.extend(["s", *key, amount, weight] for key, (amount, weight) in sums.items())
+    out.sort()
     return out
 
 

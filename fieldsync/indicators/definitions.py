@@ -40,6 +40,7 @@ class Indicator:
 @dataclass
 class Definitions:
     indicators: dict = field(default_factory=dict)
+    compiled: dict | None = field(default=None, repr=False, compare=False)  # contributions' plan
 
     def sources(self) -> set[str]:
         return {t.source for i in self.indicators.values() for t in i.terms}

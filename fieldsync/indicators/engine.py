@@ -12,17 +12,19 @@ import json
 import logging
 from pathlib import Path
 
+import orjson
 from flask import current_app
-from sqlalchemy import bindparam, delete, func, insert, select, text, update
+from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from ..extensions import db, write_transaction
 from ..models import (Assessment, Event, IndicatorMember, IndicatorSource, IndicatorValue, Interview,
                       PendingRecord, ReconcileRun, Service, Submission, SubmissionDef, utcnow)
 from ..records import store
-from .contributions import Aggregator, additive_totals, contributions, member_refs, periods_of
+from .contributions import (Aggregator, additive_totals, compact, contributions, contributions_in, member_refs,
+                            periods_of)
 from .definitions import Definitions, load
 
 log = logging.getLogger(__name__)
@@ -40,48 +42,62 @@ def definitions() -> Definitions:
     return _cache["definitions"]
 
 
-def _columns(record) -> dict:
-    return {c.key: getattr(record, c.key) for c in record.__table__.columns}
+def _day_payload(defs: Definitions, grantee_id: int, day, grouped: dict) -> list[list]:
+    """The contributions of one grantee's events of one day, grouped per scope by `store`."""
+    payload = []
+    for scope, groups in grouped.items():
+        rows = {"event": [], "attendance": []}
+        for group, attendance, members in groups:
+            first = members[0]
+            rows["event"].append({
+                "date": day, "event_type": group.canonical.event_type, "topic": group.canonical.topic,
+                "region": first.region, "rayon": first.rayon,
+                # The same event seen from two devices: people present once, not twice.
+                "headcount_female": max(m.headcount_female for m in members),
+                "headcount_male": max(m.headcount_male for m in members),
+                "materials_distributed": max(m.materials_distributed for m in members),
+                "registered": len(attendance)})
+            rows["attendance"].extend(
+                {"date": day, "event_type": group.canonical.event_type, "sex": p.sex,
+                 "category": p.category, "person": person}
+                for person, p in sorted(attendance.items()))
+        payload += contributions(defs, rows, grantee_id, scope)
+    return compact(payload)
+
+
+def _record_payload(defs: Definitions, source: str, record, date_field: str) -> list[list]:
+    """The contributions of one assessment, interview or service record (a mapping)."""
+    if record["grantee_id"] is None or not record["counted"]:
+        return []
+    row = {**record, "date": record[date_field]}
+    payload = contributions_in(defs, {source: [row]}, record["grantee_id"],
+                               ("all", "approved") if record["approved"] else ("all",))
+    payload.sort()
+    return payload
 
 
 def source_payload(key: str, defs: Definitions) -> list[list]:
+    """What one source contributes now, read from its records. Entries are sorted (lists of
+    str and numbers in fixed positions compare element by element), so equal payloads are
+    equal lists."""
     parsed = store.parse_source(key)
-    payload = []
     if parsed[0] == "ev":
         _, grantee_id, day = parsed
         if grantee_id is None:
             return []
-        for scope, groups in store.bucket(grantee_id, day).items():
-            rows = {"event": [], "attendance": []}
-            for group, attendance, members in groups:
-                first = members[0]
-                rows["event"].append({
-                    "date": day, "event_type": group.canonical.event_type, "topic": group.canonical.topic,
-                    "region": first.region, "rayon": first.rayon,
-                    # The same event seen from two devices: people present once, not twice.
-                    "headcount_female": max(m.headcount_female for m in members),
-                    "headcount_male": max(m.headcount_male for m in members),
-                    "materials_distributed": max(m.materials_distributed for m in members),
-                    "registered": len(attendance)})
-                rows["attendance"].extend(
-                    {"date": day, "event_type": group.canonical.event_type, "sex": p.sex,
-                     "category": p.category, "person": person}
-                    for person, p in sorted(attendance.items()))
-            payload += contributions(defs, rows, grantee_id, scope)
-        return sorted(payload, key=repr)
+        return _day_payload(defs, grantee_id, day, store.bucket(grantee_id, day))
     submission_id = parsed[1]
     for source, model, date_field in SUB_TABLES:
-        record = db.session.scalar(select(model).where(model.submission_id == submission_id))
-        if record is None:
-            continue
-        if record.grantee_id is None or not record.counted:
-            break
-        row = {**_columns(record), "date": getattr(record, date_field)}
-        scopes = ["all"] + (["approved"] if record.approved else [])
-        for scope in scopes:
-            payload += contributions(defs, {source: [row]}, record.grantee_id, scope)
-        break  # a submission's records are in one table (its form's)
-    return sorted(payload, key=repr)
+        table = model.__table__
+        record = db.session.execute(select(table).where(table.c.submission_id == submission_id)).mappings().first()
+        if record is not None:
+            return _record_payload(defs, source, record, date_field)  # a submission's records are in one table
+    return []
+
+
+def _encode(value) -> str:
+    """Payloads and month counts as stored text (orjson: a recompute writes one per source)."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def _chunks(items, size=400):
@@ -149,7 +165,7 @@ def _apply_members(changes: dict[tuple, dict[str, int]], bump) -> None:
     for key in sorted(changes):
         indicator, grantee, scope, coc, _member = key
         row = rows[key]
-        months = json.loads(row.months)
+        months = orjson.loads(row.months)
         was = {p for m, n in months.items() if n > 0 for p in periods_of(m)}
         for month, delta in changes[key].items():
             months[month] = months.get(month, 0) + delta
@@ -160,7 +176,7 @@ def _apply_members(changes: dict[tuple, dict[str, int]], bump) -> None:
         for period in was - now:
             bump((indicator, grantee, scope, period, coc), -1, 0)
         if months:
-            updates.append({"row_id": row.id, "months": json.dumps(months, sort_keys=True)})
+            updates.append({"row_id": row.id, "months": _encode(months)})
         else:
             gone.append(row.id)
     if updates:
@@ -178,14 +194,16 @@ def _apply_values(deltas: dict[tuple, list[float]]) -> None:
     upsert = _insert(table)
     upsert = upsert.on_conflict_do_update(index_elements=list(VALUE_KEY), set_={
         "total": table.c.total + upsert.excluded.total, "weight": table.c.weight + upsert.excluded.weight})
+    # RETURNING gives each touched cell's new value, so the cells this update emptied are
+    # known without another look (an empty cell is never kept, nor inserted empty: a delta of
+    # nothing is dropped by the caller).
+    upsert = upsert.returning(table.c.id, table.c.total, table.c.weight, sort_by_parameter_order=True)
+    emptied = []
     for chunk in _chunks(rows, 500):
-        db.session.execute(upsert, chunk)
-    # An empty cell is never kept (nor ever inserted empty: a delta of nothing is dropped
-    # above), so every empty cell among those just touched is one this update emptied.
-    for chunk in _chunks(sorted(deltas)):
-        db.session.execute(delete(table).where(
-            *[table.c[name].in_(sorted({cell[i] for cell in chunk})) for i, name in enumerate(VALUE_KEY)],
-            func.abs(table.c.total) < 1e-9, func.abs(table.c.weight) < 1e-9))
+        emptied += [row.id for row in db.session.execute(upsert, chunk)
+                    if abs(row.total) < 1e-9 and abs(row.weight) < 1e-9]
+    for chunk in _chunks(emptied):
+        db.session.execute(delete(table).where(table.c.id.in_(chunk)))
 
 
 def apply_difference(old: list[list], new: list[list]) -> int:
@@ -247,7 +265,7 @@ def refresh_sources(keys, defs: Definitions | None = None) -> int:
     stored = _lock_sources(keys)
     all_old, all_new, changed, gone = [], [], [], []
     for key in keys:
-        old = json.loads(stored.get(key) or "[]")
+        old = orjson.loads(stored.get(key) or "[]")
         new = source_payload(key, defs)
         if new == old:
             if not new:
@@ -256,7 +274,7 @@ def refresh_sources(keys, defs: Definitions | None = None) -> int:
         all_old += old
         all_new += new
         if new:
-            changed.append({"source_key": key, "payload": json.dumps(new)})
+            changed.append({"source_key": key, "payload": _encode(new)})
         else:
             gone.append(key)
     touched = apply_difference(all_old, all_new) if changed or gone else 0
@@ -278,7 +296,8 @@ def process_pending(limit: int = 10_000, batch: int = 25, only=()) -> int:
     """
     done = 0
     while done < limit:
-        with write_transaction():
+        # Not durable: if a power cut undoes this commit, the queue rows it deleted come back.
+        with write_transaction(durable=False):
             query = select(PendingRecord).order_by(PendingRecord.queued_at, PendingRecord.submission_id)
             if only:
                 query = query.where(PendingRecord.submission_id.in_(list(only)))
@@ -286,9 +305,16 @@ def process_pending(limit: int = 10_000, batch: int = 25, only=()) -> int:
             claimed = db.session.scalars(query.limit(size).with_for_update(skip_locked=True)).all()
             if not claimed:
                 break
+            # The batch's submissions with their current version and form in one query (four
+            # lazy loads each, otherwise).
+            submissions = {s.id: s for s in db.session.scalars(select(Submission).where(
+                Submission.id.in_([p.submission_id for p in claimed])).options(
+                joinedload(Submission.current_def).joinedload(SubmissionDef.form_version),
+                joinedload(Submission.form)))}
             touched: set[str] = set()
             for pending in claimed:
-                touched |= store.rebuild(db.session.get(Submission, pending.submission_id))
+                if pending.submission_id in submissions:  # (a purged submission has nothing to build)
+                    touched |= store.rebuild(submissions[pending.submission_id])
                 db.session.delete(pending)
             refresh_sources(touched)
         done += len(claimed)
@@ -305,9 +331,9 @@ def all_source_keys() -> set[str]:
     return keys
 
 
-def _submission_payloads(defs: Definitions, size: int = 2000):
+def _submission_payloads(defs: Definitions, size: int = 5000):
     """(source key, payload) of every submission source, as `source_payload` computes them, but
-    read table by table in batches of plain rows instead of three queries per submission."""
+    read table by table in batches of plain rows instead of a query per submission."""
     for source, model, date_field in SUB_TABLES:
         table = model.__table__
         last = None
@@ -317,25 +343,16 @@ def _submission_payloads(defs: Definitions, size: int = 2000):
                 query = query.where(table.c.submission_id > last)
             rows = db.session.execute(query).mappings().all()
             for record in rows:
-                payload = []
-                if record["grantee_id"] is not None and record["counted"]:
-                    row = {**record, "date": record[date_field]}
-                    for scope in ["all"] + (["approved"] if record["approved"] else []):
-                        payload += contributions(defs, {source: [row]}, record["grantee_id"], scope)
-                yield store.submission_source(record["submission_id"]), sorted(payload, key=repr)
+                yield store.submission_source(record["submission_id"]), _record_payload(defs, source, record, date_field)
             if len(rows) < size:
                 break
             last = rows[-1]["submission_id"]
 
 
-def _event_payloads(defs: Definitions, flush_every: int = 200):
-    days = db.session.execute(select(Event.grantee_id, Event.event_date).distinct()
-                              .order_by(Event.grantee_id, Event.event_date)).all()
-    for n, (grantee_id, day) in enumerate(days, start=1):
-        key = store.event_source(grantee_id, day)
-        yield key, source_payload(key, defs)
-        if n % flush_every == 0:
-            db.session.flush()  # the merge traces and candidates written so far; memory stays flat
+def _event_payloads(defs: Definitions):
+    """(source key, payload) of every grantee's every event day, from one pass (`every_bucket`)."""
+    for grantee_id, day, grouped in store.every_bucket():
+        yield store.event_source(grantee_id, day), _day_payload(defs, grantee_id, day, grouped)
 
 
 def _rebuild_all(size: int = 500) -> None:
@@ -358,19 +375,31 @@ def _rebuild_all(size: int = 500) -> None:
 
 
 class _Writer:
-    """Rows for one table, inserted in chunks with one executemany each."""
+    """Rows for one table, inserted in chunks with one DBAPI executemany each: the INSERT is
+    compiled once, so a million rows do not each go through SQLAlchemy's parameter handling."""
 
-    def __init__(self, table, size: int = 2000):
-        self.table, self.size, self.rows = table, size, []
+    def __init__(self, table, columns: tuple[str, ...], size: int = 5000):
+        self.size, self.rows, self.columns = size, [], columns
+        compiled = insert(table).compile(dialect=db.session.get_bind().dialect, column_keys=list(columns))
+        self.sql = str(compiled)
+        order = compiled.positiontup if compiled.positional else None
+        assert set(order or columns) == set(columns), (order, columns)  # no default to fill in
+        if order is None:  # named parameters (psycopg)
+            self.shape = lambda values: dict(zip(columns, values))
+        elif tuple(order) == tuple(columns):
+            self.shape = lambda values: values
+        else:
+            index = [columns.index(c) for c in order]
+            self.shape = lambda values: tuple(values[i] for i in index)
 
-    def add(self, row: dict) -> None:
-        self.rows.append(row)
+    def add(self, *values) -> None:
+        self.rows.append(self.shape(values))
         if len(self.rows) >= self.size:
             self.flush()
 
     def flush(self) -> None:
         if self.rows:
-            db.session.execute(insert(self.table), self.rows)
+            db.session.connection().exec_driver_sql(self.sql, self.rows)
             self.rows = []
 
 
@@ -399,12 +428,12 @@ def recompute(trigger: str = "manual", rebuild_records: bool = False) -> Reconci
             values.c.indicator, values.c.grantee_id, values.c.scope, values.c.period, values.c.coc,
             values.c.total, values.c.weight))}
         db.session.execute(delete(IndicatorSource))
-        sources = _Writer(IndicatorSource.__table__)
+        sources = _Writer(IndicatorSource.__table__, ("key", "payload"))
         aggregator = Aggregator()
         for key, payload in itertools.chain(_event_payloads(defs), _submission_payloads(defs)):
             aggregator.add(payload)
             if payload:
-                sources.add({"key": key, "payload": json.dumps(payload)})
+                sources.add(key, _encode(payload))
         sources.flush()
         fresh = aggregator.cells()
         drift = sorted(
@@ -414,14 +443,13 @@ def recompute(trigger: str = "manual", rebuild_records: bool = False) -> Reconci
         del stored
         db.session.execute(delete(IndicatorValue))
         db.session.execute(delete(IndicatorMember))
-        cells = _Writer(values)
-        for (i, g, s, p, c), (t, w) in fresh.items():
-            cells.add({"indicator": i, "grantee_id": g, "scope": s, "period": p, "coc": c, "total": t, "weight": w})
+        cells = _Writer(values, VALUE_KEY + ("total", "weight"))
+        for cell, (t, w) in fresh.items():
+            cells.add(*cell, t, w)
         cells.flush()
-        members = _Writer(IndicatorMember.__table__)
-        for (i, g, s, c, m), months in aggregator.refs.items():
-            members.add({"indicator": i, "grantee_id": g, "scope": s, "coc": c, "member": m,
-                         "months": json.dumps(dict(months), sort_keys=True)})
+        members = _Writer(IndicatorMember.__table__, MEMBER_KEY + ("months",))
+        for member, months in aggregator.refs.items():
+            members.add(*member, _encode(months))
         members.flush()
         run.cells, run.drift = len(fresh), len(drift)
         run.details = json.dumps(drift[:100], default=str)

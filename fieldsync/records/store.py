@@ -5,10 +5,11 @@ they touch (before and after). `bucket` loads one grantee's events of one day, g
 with the matching rules, writes the merge trace and the open candidates. All inside the
 caller's write transaction.
 """
+import itertools
 from datetime import date
 from typing import NamedTuple
 
-from sqlalchemy import delete, false, insert, select, true, update
+from sqlalchemy import bindparam, delete, false, func, insert, select, true, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -43,17 +44,6 @@ def _source_of(table: str, record) -> str:
     return event_source(record.grantee_id, record.event_date) if table == "events" else submission_source(record.submission_id)
 
 
-def _existing(submission_id: int, tables=None) -> list[tuple[str, object]]:
-    found = []
-    for table, model in TABLES.items():
-        if tables is not None and table not in tables:
-            continue
-        row = db.session.scalar(select(model).where(model.submission_id == submission_id))
-        if row is not None:
-            found.append((table, row))
-    return found
-
-
 def dialect_insert(table):
     """INSERT for this database's dialect, so that ON CONFLICT clauses can be added."""
     dialect = db.session.get_bind().dialect.name
@@ -61,15 +51,20 @@ def dialect_insert(table):
 
 
 def rebuild(submission: Submission) -> set[str]:
-    """Replace the records of one submission; return every indicator source affected."""
+    """Replace the records of one submission; return every indicator source affected.
+
+    Core statements on the record tables (no ORM unit of work): this runs for every upload."""
     touched = set()
-    # A form's records live in one table; a submission of a form without records has none.
-    for table, row in _existing(submission.id, {TABLE_OF.get(submission.form.xml_form_id)}):
-        touched.add(_source_of(table, row))
-        if table == "events":
-            db.session.execute(delete(Participant).where(Participant.event_id == row.id))
-        db.session.delete(row)
-    db.session.flush()
+    name = TABLE_OF.get(submission.form.xml_form_id)  # a form's records live in one table, or none
+    if name is None:
+        return touched
+    table = TABLES[name].__table__
+    old = db.session.execute(select(table).where(table.c.submission_id == submission.id)).first()
+    if old is not None:
+        touched.add(_source_of(name, old))
+        if name == "events":
+            db.session.execute(delete(Participant.__table__).where(Participant.__table__.c.event_id == old.id))
+        db.session.execute(delete(table).where(table.c.id == old.id))
     current = submission.current_def
     if submission.deleted_at is not None or current is None:
         return touched
@@ -77,18 +72,19 @@ def rebuild(submission: Submission) -> set[str]:
     derived = derive(submission.form.xml_form_id, field_values(parse_stored(current.xml), schema))
     if derived is None:
         return touched
-    model = TABLES[derived["table"]]
-    record = model(submission_id=submission.id, grantee_id=submission.grantee_id,
-                   counted=submission.review_state != "rejected",
-                   approved=submission.review_state == "approved", **derived["fields"])
+    values = {"submission_id": submission.id, "grantee_id": submission.grantee_id,
+              "counted": submission.review_state != "rejected",
+              "approved": submission.review_state == "approved", **derived["fields"]}
     if derived["table"] == "events":
-        record.instance_id = submission.instance_id
-    db.session.add(record)
-    db.session.flush()
+        values["instance_id"] = submission.instance_id
+    table = TABLES[derived["table"]].__table__
+    record_id = db.session.execute(insert(table).values(values).returning(table.c.id)).scalar_one()
+    touched.add(event_source(values["grantee_id"], values.get("event_date")) if derived["table"] == "events"
+                else submission_source(submission.id))
     participants = derived.get("participants", [])
     if participants:
         db.session.execute(insert(Participant.__table__),
-                           [{"event_id": record.id, **participant} for participant in participants])
+                           [{"event_id": record_id, **participant} for participant in participants])
         village_key = derived["fields"]["village_key"]
         village_block(village_key, {p["birth_year"] for p in participants})  # one load for the register
         new = [p for p in participants if _ensure_person(p, village_key, submission.grantee_id)]
@@ -97,7 +93,6 @@ def rebuild(submission: Submission) -> set[str]:
                 {"key": p["person_key"], "name_key": p["name_key"], "display_name": p["full_name"],
                  "birth_year": p["birth_year"], "village_key": village_key, "canonical_key": p["person_key"]}
                 for p in new])
-    touched.add(_source_of(derived["table"], record))
     return touched
 
 
@@ -230,77 +225,143 @@ def event_decisions(instance_ids) -> dict[tuple[str, str], str]:
     ids = list(instance_ids)
     if len(ids) < 2:
         return {}
-    rows = db.session.scalars(select(DuplicateCandidate).where(
-        DuplicateCandidate.kind == "event", DuplicateCandidate.key_a.in_(ids),
-        DuplicateCandidate.status.in_((MERGED, NOT_DUPLICATE)))).all()
-    return {(r.key_a, r.key_b): r.status for r in rows}
+    rows = db.session.execute(select(DuplicateCandidate.key_a, DuplicateCandidate.key_b, DuplicateCandidate.status)
+                              .where(DuplicateCandidate.kind == "event", DuplicateCandidate.key_a.in_(ids),
+                                     DuplicateCandidate.status.in_((MERGED, NOT_DUPLICATE)))).all()
+    return {(a, b): status for a, b, status in rows}
 
 
-def bucket(grantee_id: int | None, day: date | None) -> dict[str, list[tuple[Group, dict]]]:
-    """One grantee's counted events of one day, grouped per scope.
+def _participant_rows():
+    """Participants with their canonical person (a row's own key when it has no person row),
+    ordered by id within each event, so every reader picks the same row for a person."""
+    return select(Participant.event_id, Participant.person_key, Participant.sex, Participant.category,
+                  func.coalesce(Person.canonical_key, Participant.person_key).label("canonical")
+                  ).outerjoin(Person, Person.key == Participant.person_key)
 
-    Returns, per scope, (group, attendance) pairs where attendance maps each distinct
-    canonical person to their participant row. Writes the merge trace (scope "all") and the
-    event candidates.
+
+def group_day(events, participants, decisions) -> tuple[dict, dict, list]:
+    """Group one grantee's events of one day (rows of `events`, in submission order) with the
+    matching rules; pure.
+
+    Returns (per scope, (group, attendance, member rows) triples where attendance maps each
+    distinct canonical person to their participant row; the merge trace of scope "all" as
+    {event id: (merged into, reason)} for the events whose trace changes; the open event
+    candidates of scope "all").
     """
-    query = select(Event).where(Event.grantee_id.is_(None) if grantee_id is None else Event.grantee_id == grantee_id)
-    query = query.where(Event.event_date.is_(None) if day is None else Event.event_date == day)
-    events = db.session.scalars(query.order_by(Event.submission_id)).all()
-    participants = db.session.scalars(select(Participant).where(
-        Participant.event_id.in_([e.id for e in events]))).all() if events else []
-    canonical = canonical_persons(p.person_key for p in participants)
-    by_event: dict[int, list[Participant]] = {}
+    by_event: dict[int, list] = {}
     for p in participants:
         by_event.setdefault(p.event_id, []).append(p)
-    decisions = event_decisions(e.instance_id for e in events)
-    result = {}
+    result, trace, open_candidates = {}, {}, []
     for scope in SCOPES:
         chosen = [e for e in events if e.counted and (scope == "all" or e.approved)]
-        views = {e.instance_id: EventView(
+        views = [EventView(
             instance_id=e.instance_id, order=e.submission_id, event_type=e.event_type,
             village_key=e.village_key, topic=e.topic,
-            persons=frozenset(canonical[p.person_key] for p in by_event.get(e.id, [])),
-            headcount=e.headcount_female + e.headcount_male) for e in chosen}
-        groups, candidates = group_events(list(views.values()), decisions)
+            persons=frozenset(p.canonical for p in by_event.get(e.id, ())),
+            headcount=e.headcount_female + e.headcount_male) for e in chosen]
+        groups, candidates = group_events(views, decisions)
         rows = {e.instance_id: e for e in chosen}
         grouped = []
         for group in groups:
             attendance = {}
             for member in group.members:
-                for p in by_event.get(rows[member.instance_id].id, []):
-                    attendance.setdefault(canonical[p.person_key], p)
+                for p in by_event.get(rows[member.instance_id].id, ()):
+                    attendance.setdefault(p.canonical, p)
             grouped.append((group, attendance, [rows[m.instance_id] for m in group.members]))
         result[scope] = grouped
         if scope == "all":
-            _write_trace(events, groups)
-            _write_event_candidates(grantee_id, [e.instance_id for e in events], candidates)
+            joined = {}
+            for group in groups:
+                for instance_id, reason in group.reasons.items():
+                    joined[instance_id] = (group.canonical.instance_id, reason)
+            for event in events:
+                merged_into, reason = joined.get(event.instance_id, (None, None))
+                if (event.merged_into, event.merge_reason) != (merged_into, reason):
+                    trace[event.id] = (merged_into, reason)
+            open_candidates = candidates
+    return result, trace, open_candidates
+
+
+def bucket(grantee_id: int | None, day: date | None) -> dict[str, list[tuple[Group, dict, list]]]:
+    """One grantee's counted events of one day, grouped per scope (see `group_day`). Writes the
+    merge trace (scope "all") and the event candidates."""
+    table = Event.__table__
+    query = select(table).where(table.c.grantee_id.is_(None) if grantee_id is None else table.c.grantee_id == grantee_id)
+    query = query.where(table.c.event_date.is_(None) if day is None else table.c.event_date == day)
+    events = db.session.execute(query.order_by(table.c.submission_id)).all()
+    ids = [e.instance_id for e in events]
+    participants = db.session.execute(_participant_rows().where(
+        Participant.event_id.in_([e.id for e in events])).order_by(Participant.id)).all() if events else []
+    result, trace, candidates = group_day(events, participants, event_decisions(ids))
+    _write_trace(trace)
+    existing = {(c.key_a, c.key_b): c for c in db.session.scalars(select(DuplicateCandidate).where(
+        DuplicateCandidate.kind == "event", DuplicateCandidate.key_a.in_(ids)))} if ids else {}
+    _sync_event_candidates([(grantee_id, c) for c in candidates], set(ids), existing)
     return result
 
 
-def _write_trace(events, groups) -> None:
-    joined = {}
-    for group in groups:
-        for instance_id, reason in group.reasons.items():
-            joined[instance_id] = (group.canonical.instance_id, reason)
-    for event in events:
-        merged_into, reason = joined.get(event.instance_id, (None, None))
-        if (event.merged_into, event.merge_reason) != (merged_into, reason):
-            event.merged_into, event.merge_reason = merged_into, reason
+def every_bucket(chunk: int = 5000):
+    """`bucket` for every grantee's every day at once: yields (grantee id, day, grouped) in
+    (grantee, day) order, from one pass over the events and one streamed pass over the
+    participants (instead of five queries a day). The trace and candidate writes are made
+    once the last day is out."""
+    table = Event.__table__
+    decided = {(a, b): status for a, b, status in db.session.execute(
+        select(DuplicateCandidate.key_a, DuplicateCandidate.key_b, DuplicateCandidate.status).where(
+            DuplicateCandidate.kind == "event", DuplicateCandidate.status.in_((MERGED, NOT_DUPLICATE))))}
+    events = db.session.execute(select(table).where(table.c.grantee_id.is_not(None)).order_by(
+        table.c.grantee_id, table.c.event_date, table.c.submission_id)).all()
+    participants = db.session.execute(
+        _participant_rows().add_columns(Event.grantee_id, Event.event_date).join(Event, Event.id == Participant.event_id)
+        .where(Event.grantee_id.is_not(None)).order_by(Event.grantee_id, Event.event_date, Participant.id)
+        .execution_options(stream_results=True, yield_per=chunk))
+    stream = iter(participants)
+    pending = next(stream, None)
+    trace, found, ids = {}, [], set()
+    for (grantee_id, day), rows in itertools.groupby(events, key=lambda e: (e.grantee_id, e.event_date)):
+        rows = list(rows)
+        registers = []
+        while pending is not None and (pending.grantee_id, pending.event_date) == (grantee_id, day):
+            registers.append(pending)
+            pending = next(stream, None)
+        result, day_trace, candidates = group_day(rows, registers, decided)
+        trace.update(day_trace)
+        found += [(grantee_id, c) for c in candidates]
+        ids.update(e.instance_id for e in rows)
+        yield grantee_id, day, result
+    participants.close()
+    _write_trace(trace)
+    existing = {(c.key_a, c.key_b): c for c in db.session.scalars(
+        select(DuplicateCandidate).where(DuplicateCandidate.kind == "event"))}
+    _sync_event_candidates(found, ids, existing)
 
 
-def _write_event_candidates(grantee_id, instance_ids, candidates) -> None:
-    current = {(c.key_a, c.key_b) for c in candidates}
-    for candidate in candidates:
-        _upsert_candidate("event", candidate.key_a, candidate.key_b, grantee_id, candidate.score, candidate.reason)
-    if instance_ids:
-        # Open candidates of this day that the rules no longer see (an event was deleted or
-        # edited) are put aside; decided ones are kept forever.
-        stale = db.session.scalars(select(DuplicateCandidate).where(
-            DuplicateCandidate.kind == "event", DuplicateCandidate.status == "open",
-            DuplicateCandidate.key_a.in_(instance_ids))).all()
-        for row in stale:
-            if (row.key_a, row.key_b) not in current:
-                row.status = "gone"
+def _write_trace(trace: dict[int, tuple]) -> None:
+    if trace:
+        db.session.execute(update(Event.__table__).where(Event.__table__.c.id == bindparam("event_id")).values(
+            merged_into=bindparam("into"), merge_reason=bindparam("why")),
+            [{"event_id": i, "into": into, "why": why} for i, (into, why) in sorted(trace.items())])
+
+
+def _sync_event_candidates(found, instance_ids: set, existing: dict) -> None:
+    """Make the stored event candidates of these events what the rules found: new ones added,
+    open or put-aside ones refreshed, open ones the rules no longer see (an event was deleted
+    or edited) put aside. Decided ones are kept forever. `existing` holds the stored
+    candidates whose first event is among `instance_ids`."""
+    current = set()
+    for grantee_id, candidate in found:
+        key = (candidate.key_a, candidate.key_b)
+        current.add(key)
+        row = existing.get(key)
+        if row is None:
+            existing[key] = DuplicateCandidate(kind="event", key_a=key[0], key_b=key[1], grantee_id=grantee_id,
+                                               score=candidate.score, reason=candidate.reason)
+            db.session.add(existing[key])
+        elif row.status in ("open", "gone"):
+            row.status, row.score, row.reason = "open", candidate.score, candidate.reason
+    for key, row in existing.items():
+        if row.status == "open" and key not in current and key[0] in instance_ids:
+            row.status = "gone"
 
 
 def merge_persons(key_a: str, key_b: str) -> set[str]:
