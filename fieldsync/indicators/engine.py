@@ -197,7 +197,9 @@ def _apply_values(deltas: dict[tuple, list[float]]) -> None:
     # RETURNING gives each touched cell's new value, so the cells this update emptied are
     # known without another look (an empty cell is never kept, nor inserted empty: a delta of
     # nothing is dropped by the caller).
-    upsert = upsert.returning(table.c.id, table.c.total, table.c.weight, sort_by_parameter_order=True)
+    # (No sort_by_parameter_order: on SQLite it would run one INSERT per row; the order of
+    # the returned rows does not matter here.)
+    upsert = upsert.returning(table.c.id, table.c.total, table.c.weight)
     emptied = []
     for chunk in _chunks(rows, 500):
         emptied += [row.id for row in db.session.execute(upsert, chunk)
