@@ -391,3 +391,40 @@ def test_what_a_killed_worker_left_queued_is_caught_up_when_a_worker_starts(app,
             assert indicators.recompute("test").drift == 0
     finally:
         app.extensions.pop(worker.EXTENSION, None)
+
+
+def test_the_full_recompute_groups_every_day_as_the_incremental_path_does(app, client, phones, coordinator):
+    """`store.every_bucket` (one pass over all days, for the recompute) and `store.bucket` (one
+    day, for an incremental update) must see the same groups, registers and candidates, and a
+    recompute must leave the merge trace and the candidates exactly as the updates left them."""
+    from fieldsync.indicators import recompute
+    from fieldsync.records import store
+    four = people("A One", "B Two", "C Three", "D Four")
+    send(client, phones, "chinek", "seminar_attendance", seminar(participant=four))
+    send(client, phones, "chinek2", "seminar_attendance", seminar(participant=four[:3]))  # merged: same event
+    send(client, phones, "chinek2", "seminar_attendance",  # a candidate: one person in common
+         seminar(participant=people("A One", "E Five", "F Six", "G Seven")))
+    send(client, phones, "chinek", "seminar_attendance", seminar(event_date="2026-03-02", participant=four))
+    send(client, phones, "tomo", "seminar_attendance", seminar(grantee="tomo", participant=people("H Eight")))
+
+    def snapshot():
+        trace = sorted(db.session.execute(select(Event.instance_id, Event.merged_into, Event.merge_reason)).all())
+        candidates = sorted(db.session.execute(select(
+            DuplicateCandidate.kind, DuplicateCandidate.key_a, DuplicateCandidate.key_b,
+            DuplicateCandidate.status, DuplicateCandidate.score)).all())
+        return trace, candidates
+
+    def shape(grouped):
+        return {scope: sorted((group.canonical.instance_id, sorted(m.instance_id for m in members), sorted(attendance))
+                              for group, attendance, members in groups) for scope, groups in grouped.items()}
+
+    with app.app_context():
+        before = snapshot()
+        assert any(merged for _i, merged, _r in before[0]) and any(k == "event" for k, *_ in before[1])
+        together = {(g, d): shape(grouped) for g, d, grouped in store.every_bucket()}
+        one_by_one = {(g, d): shape(store.bucket(g, d)) for g, d in together}
+        assert len(together) == 3 and together == one_by_one
+        db.session.rollback()
+        assert recompute("test").drift == 0
+        assert snapshot() == before
+        db.session.remove()

@@ -2,7 +2,8 @@
 
 `rebuild(submission)` replaces one submission's records and returns the indicator sources
 they touch (before and after). `bucket` loads one grantee's events of one day, groups them
-with the matching rules, writes the merge trace and the open candidates. All inside the
+with the matching rules (`group_day`, pure), writes the merge trace and the open candidates;
+`every_bucket` does the same for every day at once, for the full recompute. All inside the
 caller's write transaction.
 """
 import itertools
