@@ -13,6 +13,8 @@ import threading
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData, event, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 
 # Stable constraint names, so Alembic migrations are the same on SQLite and PostgreSQL.
@@ -203,6 +205,11 @@ def _writer_queue(engine) -> _WriterQueue | None:
         with _queues_guard:
             queue = _queues.setdefault(path, _WriterQueue(path))
     return queue
+
+
+def dialect_insert(table):
+    """INSERT for this database's dialect, so that ON CONFLICT clauses can be added."""
+    return (postgresql_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert)(table)
 
 
 def install_sqlite_begin(engine):

@@ -4,8 +4,9 @@ A *payload* is the sorted list of contributions one source makes:
 - `["s", indicator, grantee_id, scope, month, coc, amount, weight]` for counts, sums and means;
 - `["m", indicator, grantee_id, scope, month, coc, member]` for distinct counts.
 `month` is `YYYYMM` (or `""` for an undated record, which counts only in the all-time value).
-`aggregate` turns many payloads into cell values; the incremental engine and the full
-recompute both rest on these two functions, which is why they cannot disagree.
+`Aggregator` sums payloads into cell values; the incremental engine (the difference of two
+payloads' sums) and the full recompute (the sum of every payload) both rest on it and on
+`contributions_in`, which is why they cannot disagree.
 """
 import ast
 import operator
@@ -139,7 +140,7 @@ def contributions(definitions: Definitions, rows_by_source: dict[str, list[dict]
 def compact(payload: list[list]) -> list[list]:
     """The same payload with the additive entries of one cell summed into one entry, sorted.
 
-    Sums are all that `additive_totals` and the aggregate read of them, so the compact payload
+    Sums are all that `Aggregator` reads of them, so the compact payload
     means exactly the same; a seminar of 30 then stores a handful of count entries instead of
     one per participant (distinct members stay one entry each)."""
     sums: dict[tuple, list] = {}
@@ -160,35 +161,23 @@ def compact(payload: list[list]) -> list[list]:
     return out
 
 
-def additive_totals(payload: list[list]) -> dict[tuple, list[float]]:
-    """(indicator, grantee, scope, month, coc) -> [amount, weight], summed."""
-    totals: dict[tuple, list[float]] = defaultdict(lambda: [0.0, 0.0])
-    for entry in payload:
-        if entry[0] == "s":
-            cell = totals[tuple(entry[1:6])]
-            cell[0] += entry[6]
-            cell[1] += entry[7]
-    return totals
-
-
-def member_refs(payload: list[list]) -> dict[tuple, dict[str, int]]:
-    """(indicator, grantee, scope, coc, member) -> {month: references}."""
-    refs: dict[tuple, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for entry in payload:
-        if entry[0] == "m":
-            _, indicator, grantee, scope, month, coc, member = entry
-            refs[(indicator, grantee, scope, coc, member)][month] += 1
-    return refs
-
-
 class Aggregator:
     """Cell values from scratch, one payload at a time (so a full recompute never holds every
     payload): `add` each source's payload, then read `cells()`. Memory follows the number of
     cells and distinct members, not the number of sources."""
 
     def __init__(self):
+        # (indicator, grantee, scope, month, coc) -> [amount, weight], summed
         self.totals: dict[tuple, list[float]] = defaultdict(lambda: [0.0, 0.0])
+        # (indicator, grantee, scope, coc, member) -> {month: references}
         self.refs: dict[tuple, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+
+    @classmethod
+    def of(cls, payload: list[list]) -> "Aggregator":
+        """One payload's totals and member references (what the incremental engine compares)."""
+        aggregator = cls()
+        aggregator.add(payload)
+        return aggregator
 
     def add(self, payload: list[list]) -> None:
         for entry in payload:
@@ -212,11 +201,3 @@ class Aggregator:
             for period in {p for month in months for p in periods_of(month)}:
                 cells[(indicator, grantee, scope, period, coc)][0] += 1
         return {k: v for k, v in cells.items() if abs(v[0]) > 1e-9 or abs(v[1]) > 1e-9}
-
-
-def aggregate(payloads) -> dict[tuple, list[float]]:
-    """Cell values from scratch: (indicator, grantee, scope, period, coc) -> [total, weight]."""
-    aggregator = Aggregator()
-    for payload in payloads:
-        aggregator.add(payload)
-    return aggregator.cells()

@@ -15,16 +15,13 @@ from pathlib import Path
 import orjson
 from flask import current_app
 from sqlalchemy import bindparam, delete, insert, select, text, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import joinedload, selectinload
 
-from ..extensions import db, write_transaction
-from ..models import (Assessment, Event, IndicatorMember, IndicatorSource, IndicatorValue, Interview,
+from ..extensions import db, dialect_insert, write_transaction
+from ..models import (Assessment, IndicatorMember, IndicatorSource, IndicatorValue, Interview,
                       PendingRecord, ReconcileRun, Service, Submission, SubmissionDef, utcnow)
 from ..records import store
-from .contributions import (Aggregator, additive_totals, compact, contributions, contributions_in, member_refs,
-                            periods_of)
+from .contributions import Aggregator, compact, contributions, contributions_in, periods_of
 from .definitions import Definitions, load
 
 log = logging.getLogger(__name__)
@@ -106,12 +103,6 @@ def _chunks(items, size=400):
         yield items[i:i + size]
 
 
-def _insert(table):
-    """INSERT for this database's dialect, so that ON CONFLICT clauses can be added."""
-    dialect = db.session.get_bind().dialect.name
-    return (postgresql_insert if dialect == "postgresql" else sqlite_insert)(table)
-
-
 def _rows_by_key(model, names: tuple[str, ...], keys, *extra) -> dict[tuple, object]:
     """Rows (`names` columns then `extra` columns) of `model` whose `names` take one of the
     `keys` tuples, locked for update, in key order.
@@ -137,8 +128,7 @@ MEMBER_KEY = ("indicator", "grantee_id", "scope", "coc", "member")
 VALUE_KEY = ("indicator", "grantee_id", "scope", "period", "coc")
 
 
-def _member_changes(old: list[list], new: list[list]) -> dict[tuple, dict[str, int]]:
-    refs_before, refs_after = member_refs(old), member_refs(new)
+def _member_changes(refs_before: dict, refs_after: dict) -> dict[tuple, dict[str, int]]:
     changes = {}
     for key in set(refs_before) | set(refs_after):
         months = set(refs_before.get(key, {})) | set(refs_after.get(key, {}))
@@ -159,7 +149,7 @@ def _apply_members(changes: dict[tuple, dict[str, int]], bump) -> None:
     """
     table = IndicatorMember.__table__
     placeholders = [dict(zip(MEMBER_KEY, key), months="{}") for key in sorted(changes)]
-    db.session.execute(_insert(table).on_conflict_do_nothing(index_elements=list(MEMBER_KEY)), placeholders)
+    db.session.execute(dialect_insert(table).on_conflict_do_nothing(index_elements=list(MEMBER_KEY)), placeholders)
     rows = _rows_by_key(IndicatorMember, MEMBER_KEY, changes, IndicatorMember.id, IndicatorMember.months)
     updates, gone = [], []
     for key in sorted(changes):
@@ -191,7 +181,7 @@ def _apply_values(deltas: dict[tuple, list[float]]) -> None:
     total + delta), in key order; then drop the cells that became empty."""
     table = IndicatorValue.__table__
     rows = [dict(zip(VALUE_KEY, cell), total=d[0], weight=d[1]) for cell, d in sorted(deltas.items())]
-    upsert = _insert(table)
+    upsert = dialect_insert(table)
     upsert = upsert.on_conflict_do_update(index_elements=list(VALUE_KEY), set_={
         "total": table.c.total + upsert.excluded.total, "weight": table.c.weight + upsert.excluded.weight})
     # RETURNING gives each touched cell's new value, so the cells this update emptied are
@@ -222,7 +212,8 @@ def apply_difference(old: list[list], new: list[list]) -> int:
         delta[0] += amount
         delta[1] += weight
 
-    before, after = additive_totals(old), additive_totals(new)
+    summed_before, summed_after = Aggregator.of(old), Aggregator.of(new)
+    before, after = summed_before.totals, summed_after.totals
     for key in set(before) | set(after):
         d_amount = after.get(key, [0, 0])[0] - before.get(key, [0, 0])[0]
         d_weight = after.get(key, [0, 0])[1] - before.get(key, [0, 0])[1]
@@ -230,7 +221,7 @@ def apply_difference(old: list[list], new: list[list]) -> int:
             indicator, grantee, scope, month, coc = key
             for period in periods_of(month):
                 bump((indicator, grantee, scope, period, coc), d_amount, d_weight)
-    changes = _member_changes(old, new)
+    changes = _member_changes(summed_before.refs, summed_after.refs)
     if changes:
         _apply_members(changes, bump)
     deltas = {cell: d for cell, d in deltas.items() if abs(d[0]) > 1e-12 or abs(d[1]) > 1e-12}
@@ -245,7 +236,7 @@ def _lock_sources(keys: list[str]) -> dict[str, str]:
     table = IndicatorSource.__table__
     payloads = {}
     for chunk in _chunks(sorted(keys)):
-        db.session.execute(_insert(table).on_conflict_do_nothing(index_elements=["key"]),
+        db.session.execute(dialect_insert(table).on_conflict_do_nothing(index_elements=["key"]),
                            [{"key": k, "payload": "[]"} for k in chunk])
         payloads.update(db.session.execute(select(table.c.key, table.c.payload).where(
             table.c.key.in_(chunk)).order_by(table.c.key).with_for_update()).all())
@@ -323,14 +314,6 @@ def process_pending(limit: int = 10_000, batch: int = 25, only=()) -> int:
         if len(claimed) < size:
             break  # the queue (or `only`) is done: no empty transaction to find that out
     return done
-
-
-def all_source_keys() -> set[str]:
-    keys = {store.event_source(g, d) for g, d in db.session.execute(
-        select(Event.grantee_id, Event.event_date).distinct()).all()}
-    for _source, model, _date in SUB_TABLES:
-        keys |= {store.submission_source(s) for s in db.session.scalars(select(model.submission_id))}
-    return keys
 
 
 def _submission_payloads(defs: Definitions, size: int = 5000):

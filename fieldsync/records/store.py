@@ -11,10 +11,8 @@ from datetime import date
 from typing import NamedTuple
 
 from sqlalchemy import bindparam, delete, false, func, insert, select, true, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from ..extensions import db
+from ..extensions import db, dialect_insert
 from ..formats.submission import field_values, parse_stored
 from ..models import (Assessment, DuplicateCandidate, Event, Interview, Participant, Person, Service,
                       Submission, utcnow)
@@ -43,12 +41,6 @@ def parse_source(key: str) -> tuple:
 
 def _source_of(table: str, record) -> str:
     return event_source(record.grantee_id, record.event_date) if table == "events" else submission_source(record.submission_id)
-
-
-def dialect_insert(table):
-    """INSERT for this database's dialect, so that ON CONFLICT clauses can be added."""
-    dialect = db.session.get_bind().dialect.name
-    return (postgresql_insert if dialect == "postgresql" else sqlite_insert)(table)
 
 
 def rebuild(submission: Submission) -> set[str]:
