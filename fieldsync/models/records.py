@@ -57,7 +57,7 @@ class Participant(db.Model):
 class Person(db.Model):
     """A distinct person: exact matches share a key; a coordinator's merge points one key at another."""
     __tablename__ = "persons"
-    __table_args__ = (Index("ix_persons_block", "birth_year", "village_key"),)
+    __table_args__ = (Index("ix_persons_village_year", "village_key", "birth_year"),)
     key: Mapped[str] = mapped_column(String(600), primary_key=True)
     name_key: Mapped[str] = mapped_column(String(255))
     display_name: Mapped[str] = mapped_column(String(255))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from rapidfuzz import fuzz, process
 
-from .names import FUZZY_CANDIDATE_THRESHOLD, name_similarity
+from .names import FUZZY_CANDIDATE_THRESHOLD, key_similarity, name_similarity
 
 MERGED, NOT_DUPLICATE = "merged", "not_duplicate"
 PREFILTER_MARGIN = 20.0
@@ -188,10 +188,11 @@ def likely_same_in(person, groups, limit: int = 20) -> list:
 
 
 def person_likeness(name_a: str, name_b: str, year_a, year_b) -> float | None:
-    """Score for two different person keys of one village, or None when not alike enough."""
+    """Score for two different persons of one village (their name keys, as `normalise_name`
+    makes them), or None when not alike enough."""
     if year_a is not None and year_b is not None and year_a != year_b:
         return None
     if name_a == name_b:
         return 95.0  # same name and village, one birth year missing
-    similarity = name_similarity(name_a, name_b)
+    similarity = key_similarity(name_a, name_b)
     return similarity if similarity >= FUZZY_CANDIDATE_THRESHOLD else None

@@ -306,7 +306,12 @@ def name_similarity(a: str, b: str) -> float:
     still scores high. Past six tokens it falls back to token_sort_ratio. Equal keys score
     100; an empty key scores 0 against anything. Works on village keys too: normalising one
     again as a name leaves it as it is unless it holds a word uulu or kyzy."""
-    key_a, key_b = normalise_name(a), normalise_name(b)
+    return key_similarity(normalise_name(a), normalise_name(b))
+
+
+def key_similarity(key_a: str, key_b: str) -> float:
+    """`name_similarity` of two name keys (`normalise_name` results, which it leaves as they
+    are): person matching compares stored keys, and normalising them again only cost time."""
     if not key_a or not key_b:
         return 0.0
     if key_a == key_b:

@@ -3,21 +3,21 @@
 `rebuild(submission)` replaces one submission's records and returns the indicator sources
 they touch (before and after). `bucket` loads one grantee's events of one day, groups them
 with the matching rules (`group_day`, pure), writes the merge trace and the open candidates;
-`every_bucket` does the same for every day at once, for the full recompute. All inside the
-caller's write transaction.
+`every_bucket` does the same for every day at once, for the full recompute. Participants are
+matched with their village's persons by `persons`. All inside the caller's write transaction.
 """
 import itertools
 from datetime import date
-from typing import NamedTuple
 
-from sqlalchemy import bindparam, delete, false, func, insert, select, true, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 
-from ..extensions import db, dialect_insert
+from ..extensions import db
 from ..formats.submission import field_values, parse_stored
 from ..models import (Assessment, DuplicateCandidate, Event, Interview, Participant, Person, Service,
                       Submission, utcnow)
+from . import persons
 from .derive import TABLE_OF, derive
-from .matching import MERGED, NOT_DUPLICATE, EventView, Group, group_events, likely_same_in, person_likeness
+from .matching import MERGED, NOT_DUPLICATE, EventView, Group, group_events
 
 TABLES = {"events": Event, "assessments": Assessment, "interviews": Interview, "services": Service}
 SCOPES = ("all", "approved")
@@ -78,131 +78,8 @@ def rebuild(submission: Submission) -> set[str]:
     if participants:
         db.session.execute(insert(Participant.__table__),
                            [{"event_id": record_id, **participant} for participant in participants])
-        village_key = derived["fields"]["village_key"]
-        village_block(village_key, {p["birth_year"] for p in participants})  # one load for the register
-        new = [p for p in participants if _ensure_person(p, village_key, submission.grantee_id)]
-        if new:
-            db.session.execute(dialect_insert(Person.__table__).on_conflict_do_nothing(index_elements=["key"]), [
-                {"key": p["person_key"], "name_key": p["name_key"], "display_name": p["full_name"],
-                 "birth_year": p["birth_year"], "village_key": village_key, "canonical_key": p["person_key"]}
-                for p in new])
+        persons.enrol(participants, derived["fields"]["village_key"], submission.grantee_id)
     return touched
-
-
-class PersonRow(NamedTuple):
-    key: str
-    name_key: str
-    display_name: str
-    birth_year: int | None
-    canonical_key: str
-
-
-class Block:
-    """The persons of one village, grouped by birth year, with their names ready for
-    rapidfuzz. Only the years asked for are loaded (a person of a known year is compared with
-    that year and the unknown year only), each at most once per transaction, and persons
-    added in the transaction join it at once."""
-
-    def __init__(self, village_key: str):
-        self.village_key = village_key
-        self.keys: set[str] = set()
-        self.by_year: dict[int | None, tuple[list, list, list]] = {}
-        self.loaded: set[int | None] = set()
-        self.everything = False
-
-    def need(self, birth_years) -> "Block":
-        """Make sure every person a participant of these birth years is compared with is here."""
-        if self.everything:
-            return self
-        years = set(birth_years) | {None}
-        query = select(Person.key, Person.name_key, Person.display_name, Person.birth_year,
-                       Person.canonical_key).where(Person.village_key == self.village_key)
-        known = [y for y in self.loaded if y is not None]
-        if None in birth_years:  # an unknown year is compared with the whole village
-            query = query.where(Person.birth_year.not_in(known) if known else true())
-            if None in self.loaded:
-                query = query.where(Person.birth_year.is_not(None))
-            self.everything = True
-        else:
-            missing = years - self.loaded
-            if not missing:
-                return self
-            wanted = [y for y in missing if y is not None]
-            condition = Person.birth_year.in_(wanted) if wanted else false()
-            if None in missing:
-                condition = condition | Person.birth_year.is_(None)
-            query = query.where(condition)
-        self.loaded |= years
-        for row in db.session.execute(query):
-            self.add(PersonRow(*row))
-        return self
-
-    def add(self, person: PersonRow) -> None:
-        self.keys.add(person.key)
-        rows, names, squeezed = self.by_year.setdefault(person.birth_year, ([], [], []))
-        rows.append(person)
-        names.append(person.name_key)
-        squeezed.append(person.name_key.replace(" ", ""))
-
-    def groups(self, birth_year: int | None):
-        """The (rows, names, names without spaces) a person of this birth year is compared
-        with: the same year and the unknown year, or every year when the person's is unknown."""
-        if birth_year is None:
-            return list(self.by_year.values())
-        return [self.by_year[y] for y in (birth_year, None) if y in self.by_year]
-
-
-def _blocks() -> dict[str, Block]:
-    """This transaction's village blocks (a new transaction starts with none: what another
-    transaction committed since must be seen)."""
-    session = db.session()
-    transaction = session.get_transaction()
-    cached = session.info.get("person_blocks")
-    if cached is None or cached[0] is not transaction:
-        cached = (transaction, {})
-        session.info["person_blocks"] = cached
-    return cached[1]
-
-
-def village_block(village_key: str, birth_years) -> Block:
-    blocks = _blocks()
-    block = blocks.get(village_key)
-    if block is None:
-        block = blocks[village_key] = Block(village_key)
-    return block.need(birth_years)
-
-
-def _ensure_person(participant: dict, village_key: str, grantee_id: int | None) -> bool:
-    """Match a participant's person against the village; True when the person is new (the
-    caller inserts it). Fuzzy look-alikes in the same village (and birth year, when both are
-    known) become candidates for a coordinator. A C-speed first pass over the block keeps
-    this cheap in a village with thousands of names; the exact score confirms."""
-    key = participant["person_key"]
-    block = village_block(village_key, {participant["birth_year"]})
-    if key in block.keys:
-        return False
-    person = PersonRow(key, participant["name_key"], participant["full_name"], participant["birth_year"], key)
-    for other in likely_same_in(person, block.groups(person.birth_year)):
-        score = person_likeness(person.name_key, other.name_key, person.birth_year, other.birth_year)
-        if score is not None and other.canonical_key != key:
-            a, b = sorted((key, other.key))
-            _upsert_candidate("person", a, b, grantee_id, score,
-                              f"Names {person.display_name!r} and {other.display_name!r} are alike "
-                              f"({score:.0f}%) in the same village"
-                              + ("" if person.birth_year and other.birth_year else "; a birth year is missing")
-                              + ".")
-    block.add(person)
-    return True
-
-
-def _upsert_candidate(kind, key_a, key_b, grantee_id, score, reason) -> None:
-    existing = db.session.scalar(select(DuplicateCandidate).where(
-        DuplicateCandidate.kind == kind, DuplicateCandidate.key_a == key_a, DuplicateCandidate.key_b == key_b))
-    if existing is None:
-        db.session.add(DuplicateCandidate(kind=kind, key_a=key_a, key_b=key_b, grantee_id=grantee_id,
-                                          score=score, reason=reason))
-    elif existing.status in ("open", "gone"):
-        existing.status, existing.score, existing.reason = "open", score, reason
 
 
 def canonical_persons(keys) -> dict[str, str]:
