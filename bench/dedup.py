@@ -11,9 +11,10 @@ of one grantee, all in --villages villages of Chuy, birth years from --years con
 syllables so that many differ by a letter or two. They are written straight into the tables,
 then `records.store.rebuild` is run for each in transactions of 200 (as `process_pending` does,
 without the indicator step), and the time is reported per slice of the run so the growth with
-the block size shows. Person matching is `store._ensure_person`: the exact-key lookup, the
-village block (loaded once per transaction), rapidfuzz's first pass (`matching.likely_same_in`) and the exact score
-(`matching.person_likeness`) on what passes.
+the block size shows. Person matching is `records.persons.enrol`: the village's register (kept
+by the thread between transactions and checked by a count per birth year), the exact-key
+lookup, rapidfuzz's first pass (`matching.likely_same_in`), the exact score
+(`matching.person_likeness`) on what passes, and the candidates and new persons written.
 """
 import json
 import random
@@ -30,7 +31,7 @@ def one_size(args, n: int) -> dict:
 
     from fieldsync.extensions import db, write_transaction
     from fieldsync.models import DuplicateCandidate, Participant, Person, Submission
-    from fieldsync.records import store
+    from fieldsync.records import persons, store
     rng = random.Random(args.seed + n)
     villages = common.CHUY_VILLAGES[:args.villages]
     years = range(1995, 1995 + args.years)
@@ -58,17 +59,17 @@ def one_size(args, n: int) -> dict:
 
             timers = common.Timers()
             timers.wrap(store, "rebuild", "rebuild")
-            timers.wrap(store, "_ensure_person", "ensure_person")
-            timers.wrap(store, "likely_same_in", "likely_same")
-            timers.wrap(store, "person_likeness", "person_likeness")
-            timers.wrap(store, "_upsert_candidate", "upsert_candidate")
+            timers.wrap(persons, "enrol", "enrol")
+            timers.wrap(persons, "likely_same_in", "likely_same")
+            timers.wrap(persons, "person_likeness", "person_likeness")
+            timers.wrap(persons, "_record_candidates", "candidates")
             blocks = []
-            original_likely = store.likely_same_in
+            original_likely = persons.likely_same_in
 
             def likely_with_size(person, groups):
                 blocks.append(sum(len(rows) for rows, _names, _squeezed in groups))
                 return original_likely(person, groups)
-            store.likely_same_in = likely_with_size
+            persons.likely_same_in = likely_with_size
 
             slices = []
             per_slice = max(1, -(-len(ids) // SLICES))
@@ -91,14 +92,14 @@ def one_size(args, n: int) -> dict:
                     slices.append({
                         "submissions": len(chunk), "participants": participants, "seconds": seconds,
                         "ms_per_participant": seconds * 1000 / participants, "persons_before": persons_before,
-                        "ensure_calls": snap["ensure_person"]["calls"], "new_persons": len(blocks),
+                        "enrol_calls": snap["enrol"]["calls"], "new_persons": len(blocks),
                         "mean_block": statistics.mean(blocks) if blocks else 0, "max_block": max(blocks, default=0),
                         "split": snap})
                     print(f"N={n}: slice {len(slices)}: {seconds:.1f} s, {slices[-1]['ms_per_participant']:.2f} ms/"
                           f"participant, mean block {slices[-1]['mean_block']:.0f}", flush=True)
             total = time.perf_counter() - started_all
             timers.restore()
-            store.likely_same_in = original_likely
+            persons.likely_same_in = original_likely
             counts = {"participants": db.session.scalar(select(func.count()).select_from(Participant)),
                       "persons": db.session.scalar(select(func.count()).select_from(Person)),
                       "candidates": db.session.scalar(select(func.count()).select_from(DuplicateCandidate).where(
@@ -131,10 +132,10 @@ def main():
             sp = sl["split"]
             rows.append([i, sl["persons_before"], sl["participants"], sl["seconds"], sl["ms_per_participant"],
                          sl["mean_block"], sl["max_block"],
-                         sp["ensure_person"]["seconds"] / sl["seconds"] * 100,
+                         sp["enrol"]["seconds"] / sl["seconds"] * 100,
                          sp["likely_same"]["seconds"] / sl["seconds"] * 100,
                          sp["person_likeness"]["seconds"] / sl["seconds"] * 100,
-                         sp["upsert_candidate"]["seconds"] / sl["seconds"] * 100])
+                         sp["candidates"]["seconds"] / sl["seconds"] * 100])
         common.table(f"N={r['n']:,} participants ({r['seminars']:,} seminars) on {args.database}, "
                      f"{args.villages} villages, {args.years} birth years: by slice of the run",
                      ["slice", "persons before", "participants", "s", "ms/participant", "mean block", "max block",

@@ -33,10 +33,10 @@ def parse_mix(text: str) -> dict[str, float]:
 
 def instrument():
     from fieldsync.indicators import engine
-    from fieldsync.records import store
+    from fieldsync.records import persons, store
     timers = common.Timers()
     timers.wrap(store, "rebuild", "records.rebuild")
-    timers.wrap(store, "_ensure_person", "records._ensure_person")
+    timers.wrap(persons, "enrol", "records.persons")
     timers.wrap(store, "group_day", "records.group_day")
     timers.wrap(engine, "refresh_sources", "indicators.refresh_sources")
     timers.wrap(engine, "_day_payload", "indicators.payload")
@@ -183,7 +183,7 @@ def main():
         for kind, inc in r["incremental"].items():
             split = inc["split_median_ms"]
             rows.append([r["n"], kind, inc["median_ms"], inc["p95_ms"], inc["min_ms"], split["records.rebuild"],
-                         split["records._ensure_person"], split["indicators.refresh_sources"],
+                         split["records.persons"], split["indicators.refresh_sources"],
                          inc["batch_per_submission_ms"]])
     common.table(f"incremental: process_pending() for one new submission (ms); last column: per submission "
                  f"in a batch of {args.batch}",
@@ -196,7 +196,7 @@ def main():
             total = r[phase]["seconds"]
             split = r[phase]["split"]
             rows.append([r["n"], phase, total] + [split[k]["seconds"] / total * 100 for k in (
-                "records.rebuild", "records._ensure_person", "records.group_day", "indicators.payload",
+                "records.rebuild", "records.persons", "records.group_day", "indicators.payload",
                 "indicators.apply_difference", "indicators.aggregate")])
     common.table("where the time goes (% of the phase; nested: persons ⊂ rebuild)",
                  ["N", "phase", "s", "rebuild%", "persons%", "group%", "payload%", "apply%", "aggregate%"], rows)
