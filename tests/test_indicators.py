@@ -428,3 +428,67 @@ def test_the_full_recompute_groups_every_day_as_the_incremental_path_does(app, c
         assert recompute("test").drift == 0
         assert snapshot() == before
         db.session.remove()
+
+
+def test_recompute_mends_what_was_tampered_with_and_then_writes_nothing(app, client, phones, coordinator):
+    """The recompute writes only the sources, cells and members that differ from what it
+    computes: whatever was changed, removed or added by hand is put right (and the changed
+    cells are the reported drift), and a second recompute has nothing to write."""
+    from sqlalchemy import delete, event, insert, update
+
+    from fieldsync.indicators import recompute
+    from fieldsync.models import IndicatorMember, IndicatorSource, IndicatorValue
+    send(client, phones, "chinek", "seminar_attendance", seminar(participant=people("Aigul Asanova", "Bakyt Osmonov")))
+    send(client, phones, "chinek", "seminar_attendance", seminar(event_date="2026-11-25", participant=people("Aigul Asanova")))
+    send(client, phones, "chinek", "consultation_log", {
+        "grantee": "chinek", "service_date": "2026-10-02", "channel": "hotline", "service_type": "legal",
+        "client_sex": "female", "client_age_group": "18_35", "client_is_victim": "yes", "client_code": "AIAS1998"})
+    values_, members, sources = IndicatorValue.__table__, IndicatorMember.__table__, IndicatorSource.__table__
+
+    def tables():
+        db.session.commit()  # a fresh read: the tampering below comes from another connection
+        c = values_.c
+        return (sorted(db.session.execute(select(c.indicator, c.grantee_id, c.scope, c.period, c.coc, c.total, c.weight))),
+                sorted(db.session.execute(select(*[members.c[n] for n in (
+                    "indicator", "grantee_id", "scope", "coc", "member", "months")]))),
+                sorted(db.session.execute(select(sources.c.key, sources.c.payload))))
+
+    with app.app_context():
+        before = tables()
+        cells, member_rows, source_rows = before
+        assert len(cells) > 3 and len(member_rows) > 2 and len(source_rows) == 3
+        first, second = cells[0], cells[1]
+        grantee = first[1]
+        with db.engine.begin() as conn:
+            conn.execute(update(values_).where(values_.c.indicator == first[0], values_.c.period == first[3],
+                                               values_.c.coc == first[4], values_.c.scope == first[2])
+                         .values(total=first[5] + 5))
+            conn.execute(delete(values_).where(values_.c.indicator == second[0], values_.c.period == second[3],
+                                               values_.c.coc == second[4], values_.c.scope == second[2]))
+            conn.execute(insert(values_).values(indicator="events_held", grantee_id=grantee, scope="all",
+                                                period="1999", coc="total", total=7, weight=0))
+            conn.execute(update(members).where(members.c.member == member_rows[0][4]).values(months='{"1999-01": 3}'))
+            conn.execute(delete(members).where(members.c.member == member_rows[1][4]))
+            conn.execute(insert(members).values(indicator="unique_participants", grantee_id=grantee, scope="all",
+                                                coc="total", member="nobody|1990|kant", months='{"1999-01": 1}'))
+            conn.execute(update(sources).where(sources.c.key == source_rows[0][0]).values(payload="[]"))
+            conn.execute(delete(sources).where(sources.c.key == source_rows[1][0]))
+            conn.execute(insert(sources).values(key="sub:999999", payload='[["s"]]'))
+        assert tables() != before
+        run = recompute("test")
+        assert run.drift == 3, run.details  # the changed, the removed and the added cell
+        assert tables() == before
+
+        writes = []
+
+        def listen(conn, cursor, statement, parameters, context, executemany):
+            if statement.lstrip().split()[0].upper() in ("INSERT", "UPDATE", "DELETE") and any(
+                    name in statement for name in ("indicator_values", "indicator_members", "indicator_sources")):
+                writes.append(statement)
+        event.listen(db.engine, "before_cursor_execute", listen)
+        try:
+            assert recompute("test").drift == 0
+        finally:
+            event.remove(db.engine, "before_cursor_execute", listen)
+        assert writes == []
+        assert tables() == before

@@ -388,13 +388,112 @@ class _Writer:
             self.rows = []
 
 
+class _Sources:
+    """The computed payloads made the stored ones, writing only what differs: computed
+    sources are compared with the stored ones a batch at a time (by key), new ones inserted,
+    changed ones updated; stored sources nothing computed any more are deleted at the end.
+    An hourly reconcile of an unchanged programme then writes nothing."""
+
+    def __init__(self, size: int = 2000):
+        self.size, self.batch, self.seen = size, [], set()
+        self.table = IndicatorSource.__table__
+        self.inserts = _Writer(self.table, ("key", "payload"))
+        self.written = 0
+
+    def add(self, key: str, encoded: str) -> None:
+        self.batch.append((key, encoded))
+        self.seen.add(key)
+        if len(self.batch) >= self.size:
+            self.flush()
+
+    def flush(self) -> None:
+        table, stored = self.table, {}
+        for chunk in _chunks([key for key, _encoded in self.batch], 900):
+            stored.update(db.session.execute(select(table.c.key, table.c.payload).where(table.c.key.in_(chunk))).all())
+        updates = []
+        for key, encoded in self.batch:
+            old = stored.get(key)
+            if old is None:
+                self.inserts.add(key, encoded)
+            elif old != encoded:
+                updates.append({"source_key": key, "payload": encoded})
+        if updates:
+            db.session.execute(update(table).where(table.c.key == bindparam("source_key"))
+                               .values(payload=bindparam("payload")), updates)
+        self.written += len(updates) + len(self.inserts.rows)
+        self.inserts.flush()
+        self.batch = []
+
+    def finish(self) -> None:
+        self.flush()
+        stale = [key for key in db.session.scalars(select(self.table.c.key)) if key not in self.seen]
+        for chunk in _chunks(stale, 900):
+            db.session.execute(delete(self.table).where(self.table.c.key.in_(chunk)))
+        self.written += len(stale)
+
+
+def _write_cells(stored: dict[tuple, tuple], fresh: dict[tuple, list[float]]) -> int:
+    """Make `indicator_values` hold `fresh`, given what it held (`stored`: cell -> (id, total,
+    weight)); only the cells that differ are written. Returns how many were."""
+    table = IndicatorValue.__table__
+    inserts = _Writer(table, VALUE_KEY + ("total", "weight"))
+    updates, gone = [], [row_id for cell, (row_id, _t, _w) in stored.items() if cell not in fresh]
+    for cell, (total, weight) in fresh.items():
+        old = stored.get(cell)
+        if old is None:
+            inserts.add(*cell, total, weight)
+        elif old[1] != total or old[2] != weight:
+            updates.append({"row_id": old[0], "total": total, "weight": weight})
+    written = len(updates) + len(gone) + len(inserts.rows)
+    inserts.flush()
+    if updates:
+        db.session.execute(update(table).where(table.c.id == bindparam("row_id"))
+                           .values(total=bindparam("total"), weight=bindparam("weight")), updates)
+    for chunk in _chunks(gone, 900):
+        db.session.execute(delete(table).where(table.c.id.in_(chunk)))
+    return written
+
+
+def _write_members(refs: dict[tuple, dict]) -> int:
+    """Make `indicator_members` hold `refs` (member -> {month: references}), writing only the
+    members that differ. Stored members are streamed and matched against `refs`, which is
+    emptied on the way (what is left is new), so no second copy of the members is kept."""
+    table = IndicatorMember.__table__
+    updates, gone = [], []
+    rows = db.session.execute(select(table.c.id, *[table.c[name] for name in MEMBER_KEY], table.c.months)
+                              .execution_options(stream_results=True, yield_per=5000))
+    for row in rows:
+        months = refs.pop(tuple(row[1:6]), None)
+        if months is None:
+            gone.append(row.id)
+        else:
+            encoded = _encode(months)
+            if encoded != row.months:
+                updates.append({"row_id": row.id, "months": encoded})
+    rows.close()
+    if updates:
+        for chunk in _chunks(updates, 5000):
+            db.session.execute(update(table).where(table.c.id == bindparam("row_id"))
+                               .values(months=bindparam("months")), chunk)
+    for chunk in _chunks(gone, 900):
+        db.session.execute(delete(table).where(table.c.id.in_(chunk)))
+    inserts = _Writer(table, MEMBER_KEY + ("months",))
+    for member, months in refs.items():
+        inserts.add(*member, _encode(months))
+    written = len(updates) + len(gone) + len(refs)
+    inserts.flush()
+    return written
+
+
 def recompute(trigger: str = "manual", rebuild_records: bool = False) -> ReconcileRun:
     """Rebuild every value from the records (optionally the records from the submissions),
     compare with what was stored, store the result and the drift.
 
     Streams: sources are computed one at a time and only their sum is kept (plus each
-    distinct member's months), and rows are written in bulk, so memory follows the number of
-    cells and members rather than the number of submissions.
+    distinct member's months), and only the sources, cells and members that differ from the
+    stored ones are written, so memory follows the number of cells and members rather than
+    the number of submissions, and a reconcile that finds nothing to mend writes (almost)
+    nothing.
     """
     defs = definitions()
     with write_transaction():
@@ -409,36 +508,28 @@ def recompute(trigger: str = "manual", rebuild_records: bool = False) -> Reconci
             _rebuild_all()
             db.session.execute(delete(PendingRecord))
         values = IndicatorValue.__table__
-        stored = {tuple(row[:5]): [row[5], row[6]] for row in db.session.execute(select(
-            values.c.indicator, values.c.grantee_id, values.c.scope, values.c.period, values.c.coc,
+        stored = {tuple(row[1:6]): (row[0], row[6], row[7]) for row in db.session.execute(select(
+            values.c.id, values.c.indicator, values.c.grantee_id, values.c.scope, values.c.period, values.c.coc,
             values.c.total, values.c.weight))}
-        db.session.execute(delete(IndicatorSource))
-        sources = _Writer(IndicatorSource.__table__, ("key", "payload"))
+        sources = _Sources()
         aggregator = Aggregator()
         for key, payload in itertools.chain(_event_payloads(defs), _submission_payloads(defs)):
             aggregator.add(payload)
             if payload:
                 sources.add(key, _encode(payload))
-        sources.flush()
+        sources.finish()
         fresh = aggregator.cells()
         drift = sorted(
-            [list(cell), stored.get(cell), fresh.get(cell)]
+            [list(cell), list(stored[cell][1:]) if cell in stored else None, fresh.get(cell)]
             for cell in set(stored) | set(fresh)
-            if not _close(stored.get(cell), fresh.get(cell)))
+            if not _close(stored[cell][1:] if cell in stored else None, fresh.get(cell)))
+        written = sources.written + _write_cells(stored, fresh)
         del stored
-        db.session.execute(delete(IndicatorValue))
-        db.session.execute(delete(IndicatorMember))
-        cells = _Writer(values, VALUE_KEY + ("total", "weight"))
-        for cell, (t, w) in fresh.items():
-            cells.add(*cell, t, w)
-        cells.flush()
-        members = _Writer(IndicatorMember.__table__, MEMBER_KEY + ("months",))
-        for member, months in aggregator.refs.items():
-            members.add(*member, _encode(months))
-        members.flush()
+        written += _write_members(aggregator.refs)
         run.cells, run.drift = len(fresh), len(drift)
         run.details = json.dumps(drift[:100], default=str)
         run.finished_at = utcnow()
+    log.info("indicator reconcile: %d cells, %d drifting, %d rows rewritten", run.cells, run.drift, written)
     if drift:
         log.warning("indicator reconcile found %d drifting cells", len(drift))
     return run
