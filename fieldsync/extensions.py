@@ -118,11 +118,12 @@ def write_transaction(durable: bool = True):
 
 
 class _WriterQueue:
-    """The writer queue of one SQLite database file in this process."""
+    """The writer queue of one SQLite database file in this process (or, with another
+    `suffix`, one of the named turns of `exclusive_turn`)."""
 
-    def __init__(self, database_path: str):
+    def __init__(self, database_path: str, suffix: str = ".writelock"):
         self.database_path = database_path
-        self.path = database_path + ".writelock"
+        self.path = database_path + suffix
         self.lock = threading.RLock()
         self.depth = 0  # nested turns of the thread holding `lock`
         self.fd: int | None = None
@@ -195,16 +196,44 @@ def sqlite_database_file(engine) -> str | None:
 
 
 def _writer_queue(engine) -> _WriterQueue | None:
+    if os.environ.get("FIELDSYNC_SQLITE_WRITE_QUEUE", "on").lower() in ("off", "0", "no", "false"):
+        return None
+    return _file_queue(engine, ".writelock")
+
+
+def _file_queue(engine, suffix: str) -> _WriterQueue | None:
     path = sqlite_database_file(engine)
-    if path is None or os.environ.get("FIELDSYNC_SQLITE_WRITE_QUEUE", "on").lower() in ("off", "0", "no", "false"):
+    if path is None:
         return None
     if _queues_pid != os.getpid():  # forked without register_at_fork (or by a raw os.fork path)
         _forget_queues_after_fork()
-    queue = _queues.get(path)
+    queue = _queues.get(path + suffix)
     if queue is None:
         with _queues_guard:
-            queue = _queues.setdefault(path, _WriterQueue(path))
+            queue = _queues.setdefault(path + suffix, _WriterQueue(path, suffix))
     return queue
+
+
+@contextlib.contextmanager
+def exclusive_turn(name: str):
+    """Exclude every other thread and FieldSync process on this SQLite database that asks for
+    the same `name`, for the whole block (which may span several transactions): a per-process
+    RLock and a flock on `<database file>.<name>lock`, as the writer queue takes them.
+
+    Yields True when the turn is held; False on PostgreSQL, for an in-memory database or when
+    the lock file cannot be opened, and the caller must then rely on its transaction's own
+    locks. Unlike the writer queue this is for correctness, so it is never switched off.
+    Always taken before `write_transaction`, never inside one: a writer waiting for a turn
+    while it holds SQLite's write lock could wait for a holder that waits for that lock.
+    """
+    if _immediate.get():
+        raise RuntimeError(f"the {name!r} turn is taken before write_transaction, not inside one")
+    queue = _file_queue(db.engine, f".{name}lock")
+    if queue is None or queue._descriptor() is None:
+        yield False
+        return
+    with queue.turn():
+        yield True
 
 
 def dialect_insert(table):

@@ -7,6 +7,7 @@ from fieldsync.extensions import db
 from fieldsync.models import DuplicateCandidate, Event, ReconcileRun
 
 from collect import SEMINAR, instance_id_of, instance_xml, post
+from conftest import backend
 
 BASE = "/v1/projects/1"
 
@@ -394,7 +395,7 @@ def test_what_a_killed_worker_left_queued_is_caught_up_when_a_worker_starts(app,
 
 
 def test_the_full_recompute_groups_every_day_as_the_incremental_path_does(app, client, phones, coordinator):
-    """`store.every_bucket` (one pass over all days, for the recompute) and `store.bucket` (one
+    """`store.EveryDay` (one pass over all days, for the recompute) and `store.bucket` (one
     day, for an incremental update) must see the same groups, registers and candidates, and a
     recompute must leave the merge trace and the candidates exactly as the updates left them."""
     from fieldsync.indicators import recompute
@@ -421,7 +422,7 @@ def test_the_full_recompute_groups_every_day_as_the_incremental_path_does(app, c
     with app.app_context():
         before = snapshot()
         assert any(merged for _i, merged, _r in before[0]) and any(k == "event" for k, *_ in before[1])
-        together = {(g, d): shape(grouped) for g, d, grouped in store.every_bucket()}
+        together = {(g, d): shape(grouped) for g, d, grouped in store.EveryDay()}
         one_by_one = {(g, d): shape(store.bucket(g, d)) for g, d in together}
         assert len(together) == 3 and together == one_by_one
         db.session.rollback()
@@ -430,14 +431,19 @@ def test_the_full_recompute_groups_every_day_as_the_incremental_path_does(app, c
         db.session.remove()
 
 
-def test_recompute_mends_what_was_tampered_with_and_then_writes_nothing(app, client, phones, coordinator):
+@pytest.mark.parametrize("kept", [50_000, 0], ids=["from-snapshot", "too-much-to-keep"])
+def test_recompute_mends_what_was_tampered_with_and_then_writes_nothing(app, client, phones, coordinator,
+                                                                        monkeypatch, kept):
     """The recompute writes only the sources, cells and members that differ from what it
     computes: whatever was changed, removed or added by hand is put right (and the changed
-    cells are the reported drift), and a second recompute has nothing to write."""
+    cells are the reported drift), and a second recompute has nothing to write. With no room
+    to keep differences (kept=0) a reconcile from a snapshot starts again under the write
+    lock and mends the same."""
     from sqlalchemy import delete, event, insert, update
 
-    from fieldsync.indicators import recompute
+    from fieldsync.indicators import engine, recompute
     from fieldsync.models import IndicatorMember, IndicatorSource, IndicatorValue
+    monkeypatch.setattr(engine, "MEND_IN_MEMORY", kept)
     send(client, phones, "chinek", "seminar_attendance", seminar(participant=people("Aigul Asanova", "Bakyt Osmonov")))
     send(client, phones, "chinek", "seminar_attendance", seminar(event_date="2026-11-25", participant=people("Aigul Asanova")))
     send(client, phones, "chinek", "consultation_log", {
@@ -451,11 +457,12 @@ def test_recompute_mends_what_was_tampered_with_and_then_writes_nothing(app, cli
         return (sorted(db.session.execute(select(c.indicator, c.grantee_id, c.scope, c.period, c.coc, c.total, c.weight))),
                 sorted(db.session.execute(select(*[members.c[n] for n in (
                     "indicator", "grantee_id", "scope", "coc", "member", "months")]))),
-                sorted(db.session.execute(select(sources.c.key, sources.c.payload))))
+                sorted(db.session.execute(select(sources.c.key, sources.c.payload))),
+                sorted(db.session.execute(select(Event.instance_id, Event.merged_into, Event.merge_reason))))
 
     with app.app_context():
         before = tables()
-        cells, member_rows, source_rows = before
+        cells, member_rows, source_rows, trace = before
         assert len(cells) > 3 and len(member_rows) > 2 and len(source_rows) == 3
         first, second = cells[0], cells[1]
         grantee = first[1]
@@ -474,9 +481,16 @@ def test_recompute_mends_what_was_tampered_with_and_then_writes_nothing(app, cli
             conn.execute(update(sources).where(sources.c.key == source_rows[0][0]).values(payload="[]"))
             conn.execute(delete(sources).where(sources.c.key == source_rows[1][0]))
             conn.execute(insert(sources).values(key="sub:999999", payload='[["s"]]'))
+            conn.execute(update(Event.__table__).where(Event.__table__.c.instance_id == trace[0][0])
+                         .values(merged_into=trace[1][0], merge_reason="tampered"))
         assert tables() != before
+        tries = []
+        monkeypatch.setattr(engine, "_reconcile", lambda defs, limit, real=engine._reconcile: (
+            tries.append(limit), real(defs, limit))[1])
         run = recompute("test")
         assert run.drift == 3, run.details  # the changed, the removed and the added cell
+        if backend() == "sqlite":  # from a snapshot first; again under the lock when it is too much
+            assert tries == ([kept] if kept else [kept, None])
         assert tables() == before
 
         writes = []
@@ -492,3 +506,88 @@ def test_recompute_mends_what_was_tampered_with_and_then_writes_nothing(app, cli
             event.remove(db.engine, "before_cursor_execute", listen)
         assert writes == []
         assert tables() == before
+
+
+def _during_the_reconcile(monkeypatch, action):
+    """Run `action` once, while the recompute is computing (after its first record source)."""
+    from fieldsync.indicators import engine
+    real = engine._submission_payloads
+
+    def payloads(defs, *args):
+        for i, item in enumerate(real(defs, *args)):
+            if i == 0:
+                action()
+            yield item
+    monkeypatch.setattr(engine, "_submission_payloads", payloads)
+
+
+def consultation(code="AIAS1998", day="2026-10-02"):
+    return {"grantee": "chinek", "service_date": day, "channel": "hotline", "service_type": "legal",
+            "client_sex": "female", "client_age_group": "18_35", "client_is_victim": "yes", "client_code": code}
+
+
+@pytest.mark.skipif(backend() != "sqlite", reason="PostgreSQL never held a single write lock")
+def test_uploads_are_not_held_up_by_a_reconcile_on_sqlite(app, client, phones, monkeypatch):
+    """The reconcile reads its snapshot without SQLite's write lock: another connection can
+    take the lock and commit while it computes (before, it waited the whole run)."""
+    import sqlite3
+
+    from fieldsync.indicators import recompute
+    send(client, phones, "chinek", "seminar_attendance", seminar())
+    send(client, phones, "chinek", "consultation_log", consultation())
+    committed = []
+
+    def write_from_elsewhere():
+        other = sqlite3.connect(app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///"), timeout=0.5,
+                                isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # "database is locked" after 0.5 s if the lock is held
+            other.execute("UPDATE reconcile_runs SET trigger = trigger")
+            other.execute("COMMIT")
+            committed.append(True)
+        finally:
+            other.close()
+    _during_the_reconcile(monkeypatch, write_from_elsewhere)
+    with app.app_context():
+        assert recompute("test").drift == 0
+    assert committed == [True]
+
+
+def test_an_update_waits_for_the_reconcile_and_lands_after_it(app, client, phones, coordinator, monkeypatch):
+    """An incremental update queued while a reconcile computes waits for it (the indicators
+    turn on SQLite, the lock on indicator_sources on PostgreSQL) and is applied after it, so
+    the reconcile's writes never undo it."""
+    import threading
+
+    from fieldsync import records
+    from fieldsync.extensions import write_transaction
+    from fieldsync.indicators import process_pending, recompute
+    from fieldsync.models import Service, Submission
+    send(client, phones, "chinek", "seminar_attendance", seminar())
+    send(client, phones, "chinek", "consultation_log", consultation())
+    assert value(client, coordinator, "consultations_provided") == "1"
+    with app.app_context():
+        with write_transaction():  # rejected and queued, as a review does, but not yet processed
+            submission = db.session.get(Submission, db.session.scalar(select(Service.submission_id)))
+            submission.review_state = "rejected"
+            records.queue(submission.id)
+    done, worker = [], []
+
+    def update():
+        with app.app_context():
+            done.append(process_pending())
+
+    def start_the_update():
+        worker.append(threading.Thread(target=update))
+        worker[0].start()
+        worker[0].join(1.0)
+        assert worker[0].is_alive() and done == []  # it waits for the reconcile
+    _during_the_reconcile(monkeypatch, start_the_update)
+    with app.app_context():
+        assert recompute("test").drift == 0  # computed before the rejection was processed
+    worker[0].join(30)
+    assert done == [1]
+    assert value(client, coordinator, "consultations_provided") == "0"
+    monkeypatch.undo()
+    with app.app_context():
+        assert recompute("test").drift == 0

@@ -17,7 +17,7 @@ from flask import current_app
 from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.orm import joinedload, selectinload
 
-from ..extensions import db, dialect_insert, write_transaction
+from ..extensions import db, dialect_insert, exclusive_turn, write_transaction
 from ..models import (Assessment, IndicatorMember, IndicatorSource, IndicatorValue, Interview,
                       PendingRecord, ReconcileRun, Service, Submission, SubmissionDef, utcnow)
 from ..records import store
@@ -290,7 +290,8 @@ def process_pending(limit: int = 10_000, batch: int = 25, only=()) -> int:
     done = 0
     while done < limit:
         # Not durable: if a power cut undoes this commit, the queue rows it deleted come back.
-        with write_transaction(durable=False):
+        # The indicators turn first: a reconcile reading its snapshot holds it (SQLite).
+        with exclusive_turn("indicators"), write_transaction(durable=False):
             query = select(PendingRecord).order_by(PendingRecord.queued_at, PendingRecord.submission_id)
             if only:
                 query = query.where(PendingRecord.submission_id.in_(list(only)))
@@ -334,9 +335,9 @@ def _submission_payloads(defs: Definitions, size: int = 5000):
             last = rows[-1]["submission_id"]
 
 
-def _event_payloads(defs: Definitions):
-    """(source key, payload) of every grantee's every event day, from one pass (`every_bucket`)."""
-    for grantee_id, day, grouped in store.every_bucket():
+def _event_payloads(defs: Definitions, days: store.EveryDay):
+    """(source key, payload) of every grantee's every event day, from one pass (`EveryDay`)."""
+    for grantee_id, day, grouped in days:
         yield store.event_source(grantee_id, day), _day_payload(defs, grantee_id, day, grouped)
 
 
@@ -388,150 +389,195 @@ class _Writer:
             self.rows = []
 
 
-class _Sources:
-    """The computed payloads made the stored ones, writing only what differs: computed
-    sources are compared with the stored ones a batch at a time (by key), new ones inserted,
-    changed ones updated; stored sources nothing computed any more are deleted at the end.
-    An hourly reconcile of an unchanged programme then writes nothing."""
+class _TooMuchToMend(Exception):
+    """A reconcile from a snapshot found more differences than it keeps in memory."""
 
-    def __init__(self, size: int = 2000):
-        self.size, self.batch, self.seen = size, [], set()
-        self.table = IndicatorSource.__table__
-        self.inserts = _Writer(self.table, ("key", "payload"))
+
+class _Mend:
+    """What a reconcile found to write: the differences from the stored sources, cells and
+    members, and the merge trace and event candidates. Computed by `_reconcile` (reads only,
+    unless `write_as_you_go`), written by `write` inside a write transaction.
+
+    With `limit`, at most that many source and member rows are kept to write later; beyond,
+    `_TooMuchToMend` is raised (the caller starts again with the write lock held, writing as
+    it goes). Without it the source differences are written in batches as they are found,
+    so memory does not follow the number of sources however much differs."""
+
+    def __init__(self, limit: int | None):
+        self.limit = limit
+        self.source_inserts, self.source_updates, self.stale_sources = [], [], []
+        self.cell_inserts, self.cell_updates, self.gone_cells = [], [], []
+        self.member_updates, self.gone_members, self.new_members = [], [], {}
+        self.days = store.EveryDay()
+        self.cells = 0
+        self.drift: list = []
         self.written = 0
 
-    def add(self, key: str, encoded: str) -> None:
-        self.batch.append((key, encoded))
-        self.seen.add(key)
-        if len(self.batch) >= self.size:
-            self.flush()
+    def _check(self, kept: int) -> None:
+        if self.limit is not None and kept > self.limit:
+            raise _TooMuchToMend()
 
-    def flush(self) -> None:
-        table, stored = self.table, {}
-        for chunk in _chunks([key for key, _encoded in self.batch], 900):
+    def compare_sources(self, batch: list[tuple[str, str]]) -> None:
+        """Which of a batch of computed (key, encoded payload) differ from the stored ones."""
+        table, stored = IndicatorSource.__table__, {}
+        for chunk in _chunks([key for key, _encoded in batch], 900):
             stored.update(db.session.execute(select(table.c.key, table.c.payload).where(table.c.key.in_(chunk))).all())
-        updates = []
-        for key, encoded in self.batch:
+        for key, encoded in batch:
             old = stored.get(key)
             if old is None:
-                self.inserts.add(key, encoded)
+                self.source_inserts.append((key, encoded))
             elif old != encoded:
-                updates.append({"source_key": key, "payload": encoded})
-        if updates:
+                self.source_updates.append({"source_key": key, "payload": encoded})
+        self._check(len(self.source_inserts) + len(self.source_updates))
+        if self.limit is None:
+            self.write_sources()
+
+    def compare_cells(self, stored: dict[tuple, tuple], fresh: dict[tuple, list[float]]) -> None:
+        """`stored`: cell -> (id, total, weight) as read; `fresh`: cell -> [total, weight]."""
+        self.cells = len(fresh)
+        self.drift = sorted([list(cell), list(stored[cell][1:]) if cell in stored else None, fresh.get(cell)]
+                            for cell in set(stored) | set(fresh)
+                            if not _close(stored[cell][1:] if cell in stored else None, fresh.get(cell)))
+        self.gone_cells = [row_id for cell, (row_id, _t, _w) in stored.items() if cell not in fresh]
+        for cell, (total, weight) in fresh.items():
+            old = stored.get(cell)
+            if old is None:
+                self.cell_inserts.append((*cell, total, weight))
+            elif old[1] != total or old[2] != weight:
+                self.cell_updates.append({"row_id": old[0], "total": total, "weight": weight})
+
+    def compare_members(self, refs: dict[tuple, dict]) -> None:
+        """Stored members streamed against the computed `refs` (member -> {month: references}),
+        which is emptied on the way: what is left is new, and no second copy is kept."""
+        table = IndicatorMember.__table__
+        rows = db.session.execute(select(table.c.id, *[table.c[name] for name in MEMBER_KEY], table.c.months)
+                                  .execution_options(stream_results=True, yield_per=5000))
+        for row in rows:
+            months = refs.pop(tuple(row[1:6]), None)
+            if months is None:
+                self.gone_members.append(row.id)
+            else:
+                encoded = _encode(months)
+                if encoded != row.months:
+                    self.member_updates.append({"row_id": row.id, "months": encoded})
+        rows.close()
+        self.new_members = refs
+        self._check(len(self.member_updates) + len(self.gone_members) + len(refs))
+
+    def write_sources(self) -> None:
+        table = IndicatorSource.__table__
+        inserts = _Writer(table, ("key", "payload"))
+        for row in self.source_inserts:
+            inserts.add(*row)
+        inserts.flush()
+        for chunk in _chunks(self.source_updates, 5000):
             db.session.execute(update(table).where(table.c.key == bindparam("source_key"))
-                               .values(payload=bindparam("payload")), updates)
-        self.written += len(updates) + len(self.inserts.rows)
-        self.inserts.flush()
-        self.batch = []
+                               .values(payload=bindparam("payload")), chunk)
+        for chunk in _chunks(self.stale_sources, 900):
+            db.session.execute(delete(table).where(table.c.key.in_(chunk)))
+        self.written += len(self.source_inserts) + len(self.source_updates) + len(self.stale_sources)
+        self.source_inserts, self.source_updates, self.stale_sources = [], [], []
 
-    def finish(self) -> None:
-        self.flush()
-        stale = [key for key in db.session.scalars(select(self.table.c.key)) if key not in self.seen]
-        for chunk in _chunks(stale, 900):
-            db.session.execute(delete(self.table).where(self.table.c.key.in_(chunk)))
-        self.written += len(stale)
-
-
-def _write_cells(stored: dict[tuple, tuple], fresh: dict[tuple, list[float]]) -> int:
-    """Make `indicator_values` hold `fresh`, given what it held (`stored`: cell -> (id, total,
-    weight)); only the cells that differ are written. Returns how many were."""
-    table = IndicatorValue.__table__
-    inserts = _Writer(table, VALUE_KEY + ("total", "weight"))
-    updates, gone = [], [row_id for cell, (row_id, _t, _w) in stored.items() if cell not in fresh]
-    for cell, (total, weight) in fresh.items():
-        old = stored.get(cell)
-        if old is None:
-            inserts.add(*cell, total, weight)
-        elif old[1] != total or old[2] != weight:
-            updates.append({"row_id": old[0], "total": total, "weight": weight})
-    written = len(updates) + len(gone) + len(inserts.rows)
-    inserts.flush()
-    if updates:
-        db.session.execute(update(table).where(table.c.id == bindparam("row_id"))
-                           .values(total=bindparam("total"), weight=bindparam("weight")), updates)
-    for chunk in _chunks(gone, 900):
-        db.session.execute(delete(table).where(table.c.id.in_(chunk)))
-    return written
-
-
-def _write_members(refs: dict[tuple, dict]) -> int:
-    """Make `indicator_members` hold `refs` (member -> {month: references}), writing only the
-    members that differ. Stored members are streamed and matched against `refs`, which is
-    emptied on the way (what is left is new), so no second copy of the members is kept."""
-    table = IndicatorMember.__table__
-    updates, gone = [], []
-    rows = db.session.execute(select(table.c.id, *[table.c[name] for name in MEMBER_KEY], table.c.months)
-                              .execution_options(stream_results=True, yield_per=5000))
-    for row in rows:
-        months = refs.pop(tuple(row[1:6]), None)
-        if months is None:
-            gone.append(row.id)
-        else:
-            encoded = _encode(months)
-            if encoded != row.months:
-                updates.append({"row_id": row.id, "months": encoded})
-    rows.close()
-    if updates:
-        for chunk in _chunks(updates, 5000):
-            db.session.execute(update(table).where(table.c.id == bindparam("row_id"))
+    def write(self) -> None:
+        self.write_sources()
+        values, members = IndicatorValue.__table__, IndicatorMember.__table__
+        inserts = _Writer(values, VALUE_KEY + ("total", "weight"))
+        for row in self.cell_inserts:
+            inserts.add(*row)
+        inserts.flush()
+        if self.cell_updates:
+            db.session.execute(update(values).where(values.c.id == bindparam("row_id"))
+                               .values(total=bindparam("total"), weight=bindparam("weight")), self.cell_updates)
+        for chunk in _chunks(self.gone_cells, 900):
+            db.session.execute(delete(values).where(values.c.id.in_(chunk)))
+        for chunk in _chunks(self.member_updates, 5000):
+            db.session.execute(update(members).where(members.c.id == bindparam("row_id"))
                                .values(months=bindparam("months")), chunk)
-    for chunk in _chunks(gone, 900):
-        db.session.execute(delete(table).where(table.c.id.in_(chunk)))
-    inserts = _Writer(table, MEMBER_KEY + ("months",))
-    for member, months in refs.items():
-        inserts.add(*member, _encode(months))
-    written = len(updates) + len(gone) + len(refs)
-    inserts.flush()
-    return written
+        for chunk in _chunks(self.gone_members, 900):
+            db.session.execute(delete(members).where(members.c.id.in_(chunk)))
+        inserts = _Writer(members, MEMBER_KEY + ("months",))
+        for member, months in self.new_members.items():
+            inserts.add(*member, _encode(months))
+        inserts.flush()
+        self.written += (len(self.cell_inserts) + len(self.cell_updates) + len(self.gone_cells)
+                         + len(self.member_updates) + len(self.gone_members) + len(self.new_members))
+        self.days.write()
+
+
+def _reconcile(defs: Definitions, limit: int | None) -> _Mend:
+    """Every source computed again from the records and compared with what is stored (see
+    `_Mend`). Streams: sources are computed one at a time and only their sum is kept (plus
+    each distinct member's months), so memory follows the number of cells and members
+    rather than the number of submissions."""
+    mend = _Mend(limit)
+    values = IndicatorValue.__table__
+    stored = {tuple(row[1:6]): (row[0], row[6], row[7]) for row in db.session.execute(select(
+        values.c.id, values.c.indicator, values.c.grantee_id, values.c.scope, values.c.period, values.c.coc,
+        values.c.total, values.c.weight))}
+    aggregator, batch, seen = Aggregator(), [], set()
+    for key, payload in itertools.chain(_event_payloads(defs, mend.days), _submission_payloads(defs)):
+        aggregator.add(payload)
+        if payload:  # a source with nothing is not stored
+            batch.append((key, _encode(payload)))
+            seen.add(key)
+            if len(batch) >= 2000:
+                mend.compare_sources(batch)
+                batch = []
+    mend.compare_sources(batch)
+    mend.stale_sources = [key for key in db.session.scalars(select(IndicatorSource.key)) if key not in seen]
+    del seen
+    mend.compare_cells(stored, aggregator.cells())
+    del stored
+    mend.compare_members(aggregator.refs)
+    return mend
+
+
+# A reconcile from a snapshot keeps up to this many differing source and member rows to write
+# afterwards (normally there are none); past it, it starts again under the write lock.
+MEND_IN_MEMORY = 50_000
 
 
 def recompute(trigger: str = "manual", rebuild_records: bool = False) -> ReconcileRun:
     """Rebuild every value from the records (optionally the records from the submissions),
-    compare with what was stored, store the result and the drift.
+    compare with what was stored, write only what differs, and record the drift (the cells
+    that differed, which must be none).
 
-    Streams: sources are computed one at a time and only their sum is kept (plus each
-    distinct member's months), and only the sources, cells and members that differ from the
-    stored ones are written, so memory follows the number of cells and members rather than
-    the number of submissions, and a reconcile that finds nothing to mend writes (almost)
-    nothing.
+    On SQLite the records are read in a snapshot with no write lock held, so uploads go on
+    during a reconcile; the `indicators` turn (`extensions.exclusive_turn`) keeps every
+    incremental update and duplicate decision out until the differences are written, in a
+    short write transaction at the end. Elsewhere (PostgreSQL, which locks `indicator_sources`
+    instead and never blocked uploads; no lock file; a rebuild of the records, which writes
+    them), it all runs in one write transaction.
     """
     defs = definitions()
-    with write_transaction():
-        run = ReconcileRun(trigger=trigger)
-        db.session.add(run)
-        if db.session.get_bind().dialect.name == "postgresql":
-            # Every incremental update locks its sources' rows (or inserts them) first; holding
-            # the table makes them wait for this recompute, as SQLite's write lock does, so no
-            # update lands between reading the stored values and replacing them.
-            db.session.execute(text("LOCK TABLE indicator_sources IN EXCLUSIVE MODE"))
-        if rebuild_records:
-            _rebuild_all()
-            db.session.execute(delete(PendingRecord))
-        values = IndicatorValue.__table__
-        stored = {tuple(row[1:6]): (row[0], row[6], row[7]) for row in db.session.execute(select(
-            values.c.id, values.c.indicator, values.c.grantee_id, values.c.scope, values.c.period, values.c.coc,
-            values.c.total, values.c.weight))}
-        sources = _Sources()
-        aggregator = Aggregator()
-        for key, payload in itertools.chain(_event_payloads(defs), _submission_payloads(defs)):
-            aggregator.add(payload)
-            if payload:
-                sources.add(key, _encode(payload))
-        sources.finish()
-        fresh = aggregator.cells()
-        drift = sorted(
-            [list(cell), list(stored[cell][1:]) if cell in stored else None, fresh.get(cell)]
-            for cell in set(stored) | set(fresh)
-            if not _close(stored[cell][1:] if cell in stored else None, fresh.get(cell)))
-        written = sources.written + _write_cells(stored, fresh)
-        del stored
-        written += _write_members(aggregator.refs)
-        run.cells, run.drift = len(fresh), len(drift)
-        run.details = json.dumps(drift[:100], default=str)
-        run.finished_at = utcnow()
-    log.info("indicator reconcile: %d cells, %d drifting, %d rows rewritten", run.cells, run.drift, written)
-    if drift:
-        log.warning("indicator reconcile found %d drifting cells", len(drift))
+    started = utcnow()
+    with exclusive_turn("indicators") as excluded:
+        mend = None
+        if excluded and not rebuild_records:
+            try:
+                db.session.commit()  # the reads below start one fresh read transaction: one snapshot
+                mend = _reconcile(defs, MEND_IN_MEMORY)
+            except _TooMuchToMend:
+                mend = None
+        with write_transaction():
+            if mend is None:
+                if db.session.get_bind().dialect.name == "postgresql":
+                    # Every incremental update locks its sources' rows (or inserts them) first;
+                    # holding the table makes them wait for this recompute, as SQLite's write
+                    # lock does, so no update lands between reading the stored values and
+                    # replacing them.
+                    db.session.execute(text("LOCK TABLE indicator_sources IN EXCLUSIVE MODE"))
+                if rebuild_records:
+                    _rebuild_all()
+                    db.session.execute(delete(PendingRecord))
+                mend = _reconcile(defs, None)
+            mend.write()
+            run = ReconcileRun(trigger=trigger, started_at=started, cells=mend.cells, drift=len(mend.drift),
+                               details=json.dumps(mend.drift[:100], default=str), finished_at=utcnow())
+            db.session.add(run)
+    log.info("indicator reconcile: %d cells, %d drifting, %d rows rewritten", run.cells, run.drift, mend.written)
+    if mend.drift:
+        log.warning("indicator reconcile found %d drifting cells", len(mend.drift))
     return run
 
 

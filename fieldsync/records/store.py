@@ -3,7 +3,7 @@
 `rebuild(submission)` replaces one submission's records and returns the indicator sources
 they touch (before and after). `bucket` loads one grantee's events of one day, groups them
 with the matching rules (`group_day`, pure), writes the merge trace and the open candidates;
-`every_bucket` does the same for every day at once, for the full recompute. Participants are
+`EveryDay` does the same for every day at once, for the full recompute. Participants are
 matched with their village's persons by `persons`. All inside the caller's write transaction.
 """
 import itertools
@@ -170,40 +170,51 @@ def bucket(grantee_id: int | None, day: date | None) -> dict[str, list[tuple[Gro
     return result
 
 
-def every_bucket(chunk: int = 5000):
-    """`bucket` for every grantee's every day at once: yields (grantee id, day, grouped) in
-    (grantee, day) order, from one pass over the events and one streamed pass over the
-    participants (instead of five queries a day). The trace and candidate writes are made
-    once the last day is out."""
-    table = Event.__table__
-    decided = {(a, b): status for a, b, status in db.session.execute(
-        select(DuplicateCandidate.key_a, DuplicateCandidate.key_b, DuplicateCandidate.status).where(
-            DuplicateCandidate.kind == "event", DuplicateCandidate.status.in_((MERGED, NOT_DUPLICATE))))}
-    events = db.session.execute(select(table).where(table.c.grantee_id.is_not(None)).order_by(
-        table.c.grantee_id, table.c.event_date, table.c.submission_id)).all()
-    participants = db.session.execute(
-        _participant_rows().add_columns(Event.grantee_id, Event.event_date).join(Event, Event.id == Participant.event_id)
-        .where(Event.grantee_id.is_not(None)).order_by(Event.grantee_id, Event.event_date, Participant.id)
-        .execution_options(stream_results=True, yield_per=chunk))
-    stream = iter(participants)
-    pending = next(stream, None)
-    trace, found, ids = {}, [], set()
-    for (grantee_id, day), rows in itertools.groupby(events, key=lambda e: (e.grantee_id, e.event_date)):
-        rows = list(rows)
-        registers = []
-        while pending is not None and (pending.grantee_id, pending.event_date) == (grantee_id, day):
-            registers.append(pending)
-            pending = next(stream, None)
-        result, day_trace, candidates = group_day(rows, registers, decided)
-        trace.update(day_trace)
-        found += [(grantee_id, c) for c in candidates]
-        ids.update(e.instance_id for e in rows)
-        yield grantee_id, day, result
-    participants.close()
-    _write_trace(trace)
-    existing = {(c.key_a, c.key_b): c for c in db.session.scalars(
-        select(DuplicateCandidate).where(DuplicateCandidate.kind == "event"))}
-    _sync_event_candidates(found, ids, existing)
+class EveryDay:
+    """`bucket` for every grantee's every day at once, for the full recompute: iterating yields
+    (grantee id, day, grouped) in (grantee, day) order, from one pass over the events and one
+    streamed pass over the participants (instead of five queries a day); it only reads, so it
+    can run in a read transaction. `write()` then stores the merge trace and the event
+    candidates found (inside a write transaction)."""
+
+    def __init__(self, chunk: int = 5000):
+        self.chunk = chunk
+        self.trace: dict[int, tuple] = {}
+        self.found: list = []
+        self.ids: set[str] = set()
+
+    def __iter__(self):
+        table = Event.__table__
+        decided = {(a, b): status for a, b, status in db.session.execute(
+            select(DuplicateCandidate.key_a, DuplicateCandidate.key_b, DuplicateCandidate.status).where(
+                DuplicateCandidate.kind == "event", DuplicateCandidate.status.in_((MERGED, NOT_DUPLICATE))))}
+        events = db.session.execute(select(table).where(table.c.grantee_id.is_not(None)).order_by(
+            table.c.grantee_id, table.c.event_date, table.c.submission_id)).all()
+        participants = db.session.execute(
+            _participant_rows().add_columns(Event.grantee_id, Event.event_date)
+            .join(Event, Event.id == Participant.event_id)
+            .where(Event.grantee_id.is_not(None)).order_by(Event.grantee_id, Event.event_date, Participant.id)
+            .execution_options(stream_results=True, yield_per=self.chunk))
+        stream = iter(participants)
+        pending = next(stream, None)
+        for (grantee_id, day), rows in itertools.groupby(events, key=lambda e: (e.grantee_id, e.event_date)):
+            rows = list(rows)
+            registers = []
+            while pending is not None and (pending.grantee_id, pending.event_date) == (grantee_id, day):
+                registers.append(pending)
+                pending = next(stream, None)
+            result, day_trace, candidates = group_day(rows, registers, decided)
+            self.trace.update(day_trace)
+            self.found += [(grantee_id, c) for c in candidates]
+            self.ids.update(e.instance_id for e in rows)
+            yield grantee_id, day, result
+        participants.close()
+
+    def write(self) -> None:
+        _write_trace(self.trace)
+        existing = {(c.key_a, c.key_b): c for c in db.session.scalars(
+            select(DuplicateCandidate).where(DuplicateCandidate.kind == "event"))}
+        _sync_event_candidates(self.found, self.ids, existing)
 
 
 def _write_trace(trace: dict[int, tuple]) -> None:
