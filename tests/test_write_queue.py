@@ -1,6 +1,7 @@
 """The SQLite writer queue in `extensions.write_transaction`: writers on one database file take
 turns through a per-process lock and an flock on `<database>.writelock`, so a writer waits in
-line (woken when the holder commits) instead of polling in SQLite's busy handler.
+line (woken when the holder commits) instead of polling in SQLite's busy handler. At the end,
+the named turns of `extensions.exclusive_turn`, built the same way.
 
 The cross-process tests make SQLite's busy timeout short (200 ms) in the waiting process and
 hold the write lock much longer in another process: without the queue the waiter's BEGIN
@@ -312,3 +313,40 @@ def test_only_a_write_transaction_marked_not_durable_skips_the_disk_flush(app):
             assert _sync_setting(session) == durable
         assert _sync_setting(db.session) == durable  # a plain (read or ORM) transaction too
         db.session.remove()
+
+
+# --- the named turns (exclusive_turn) ------------------------------------------------------
+
+@sqlite_only
+def test_a_named_turn_is_held_across_transactions_and_excludes_another_process(app):
+    """`exclusive_turn("indicators")` holds a flock on `<database>.indicatorslock` for its whole
+    block, however many transactions run inside, and releases it at the end."""
+    with app.app_context():
+        path = sqlite_database_file(db.engine) + ".indicatorslock"
+        with extensions.exclusive_turn("indicators") as held:
+            assert held is True
+            for _ in range(2):
+                with write_transaction() as session:
+                    session.execute(text("SELECT 1"))
+                assert not _flock_is_free(path)  # still ours between the transactions
+            assert _flock_is_free(_lock_file(app.config["SQLALCHEMY_DATABASE_URI"]))  # not the writer queue
+        assert _flock_is_free(path)
+        db.session.remove()
+
+
+def test_a_named_turn_is_never_taken_inside_a_write_transaction(app):
+    """Taken inside a write transaction, a turn could wait for a holder that waits for the
+    write lock: it is refused at once instead."""
+    with app.app_context():
+        with pytest.raises(RuntimeError, match="before write_transaction"):
+            with write_transaction():
+                with extensions.exclusive_turn("indicators"):
+                    pass
+        db.session.remove()
+
+
+@pytest.mark.skipif(backend() != "postgresql", reason="PostgreSQL has no lock file")
+def test_a_named_turn_on_postgresql_is_not_held(app):
+    with app.app_context():
+        with extensions.exclusive_turn("indicators") as held:
+            assert held is False
