@@ -11,7 +11,9 @@ For each N, in a child process of its own (so peak RSS is that size's), on a fre
    indicators). The mix defaults to the demo dataset's shape: mostly consultations, some
    seminars with registers of `--participants`, a few needs assessments; 18 grantees, 2020-2026.
 2. `process_pending` builds every record and indicator value through the incremental path.
-3. `recompute("bench")`, then `recompute("bench", rebuild_records=True)`; drift must be 0.
+3. `recompute("bench")`, then `recompute("bench", rebuild_records=True)`; drift must be 0. On
+   SQLite another connection takes the write lock every 50 ms meanwhile, as an upload would;
+   "lock wait max ms" is the longest it waited during the recompute.
 4. `--reps` times: one new seminar (and separately one new consultation) is queued and
    `process_pending()` is timed for it alone; then `--batch` new ones are queued together and
    one `process_pending()` call is timed (per submission: the cost when the server's derive
@@ -44,6 +46,45 @@ def instrument():
     timers.wrap(engine, "apply_difference", "indicators.apply_difference")
     timers.wrap(engine.Aggregator, "add", "indicators.aggregate")
     return timers
+
+
+class LockProbe:
+    """On SQLite, another connection taking the write lock every 50 ms while a phase runs, as an
+    upload would (BEGIN IMMEDIATE, COMMIT): how long it had to wait shows how long uploads
+    would be held up. Nothing on PostgreSQL (uploads there never wait for a recompute)."""
+
+    def __init__(self, url: str):
+        import threading
+        self.path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
+        self.waits, self.stop, self.thread = [], threading.Event(), None
+        if self.path:
+            self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        import sqlite3
+        conn = sqlite3.connect(self.path, timeout=600, isolation_level=None)
+        while not self.stop.is_set():
+            started = time.perf_counter()
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("COMMIT")
+            self.waits.append((time.perf_counter() - started) * 1000)
+            self.stop.wait(0.05)
+        conn.close()
+
+    def __enter__(self):
+        if self.thread:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        if self.thread:
+            self.thread.join()
+
+    def summary(self) -> dict | None:
+        if not self.waits:
+            return None
+        return {"samples": len(self.waits), "max_ms": max(self.waits), "p50_ms": statistics.median(self.waits)}
 
 
 def one_size(args, n: int) -> dict:
@@ -95,10 +136,11 @@ def one_size(args, n: int) -> dict:
                 timers.reset()
                 started = time.perf_counter()
                 phase = "rebuild" if rebuild_records else "recompute"
-                with common.profiled(args.profile if args.profile_phase == phase else None):
+                with common.profiled(args.profile if args.profile_phase == phase else None), LockProbe(url) as probe:
                     run = indicators.recompute("bench", rebuild_records=rebuild_records)
                 seconds = time.perf_counter() - started
-                measured = {"seconds": seconds, "cells": run.cells, "drift": run.drift, "split": timers.snapshot()}
+                measured = {"seconds": seconds, "cells": run.cells, "drift": run.drift, "split": timers.snapshot(),
+                            "write_lock_wait": probe.summary()}
                 db.session.remove()
                 print(f"N={n}: recompute{' with rebuild' if rebuild_records else ''} in {seconds:.1f} s, "
                       f"drift {run.drift}", flush=True)
@@ -171,13 +213,15 @@ def main():
         c = r["counts"]
         rows.append([r["n"], c["events"], c["participants"], c["indicator_values"], r["load_seconds"],
                      r["process_pending"]["seconds"], r["process_pending"]["seconds"] / r["n"] * 1000,
-                     (r["recompute"] or {}).get("seconds"), (r["recompute_rebuild"] or {}).get("seconds"),
+                     (r["recompute"] or {}).get("seconds"),
+                     ((r["recompute"] or {}).get("write_lock_wait") or {}).get("max_ms"),
+                     (r["recompute_rebuild"] or {}).get("seconds"),
                      (r["recompute"] or {}).get("drift", 0) + (r["recompute_rebuild"] or {}).get("drift", 0)
                      + r["drift_after_incremental"],
                      r["peak_rss_mb"]])
     common.table(f"full builds on {args.database} ({args.mix}; {args.participants} per seminar)",
                  ["N", "events", "participants", "values", "load s", "pending s", "ms/subm",
-                  "recompute s", "+rebuild s", "drift", "peak MB"], rows)
+                  "recompute s", "lock wait max ms", "+rebuild s", "drift", "peak MB"], rows)
     rows = []
     for r in results:
         for kind, inc in r["incremental"].items():
