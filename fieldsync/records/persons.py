@@ -31,9 +31,9 @@ from ..models import DuplicateCandidate, Person
 from .matching import likely_same_in, person_likeness
 
 # Persons a thread keeps across transactions, over all its villages (the least recently used
-# villages go first). Measured at about 450 bytes each: 100,000 is some 45 MB. In a served
+# villages go first). Measured at about 450 bytes each: 50,000 is some 22 MB. In a served
 # process only the derive worker's thread matches persons, so that is one register a process.
-MAX_CACHED_PERSONS = 100_000
+MAX_CACHED_PERSONS = 50_000
 
 
 class PersonRow(NamedTuple):
