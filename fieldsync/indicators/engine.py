@@ -395,8 +395,8 @@ class _TooMuchToMend(Exception):
 
 class _Mend:
     """What a reconcile found to write: the differences from the stored sources, cells and
-    members, and the merge trace and event candidates. Computed by `_reconcile` (reads only,
-    unless `write_as_you_go`), written by `write` inside a write transaction.
+    members, and the merge trace and event candidates. Computed by `_reconcile` (which only
+    reads when a `limit` is given), written by `write` inside a write transaction.
 
     With `limit`, at most that many source and member rows are kept to write later; beyond,
     `_TooMuchToMend` is raised (the caller starts again with the write lock held, writing as
