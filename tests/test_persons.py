@@ -112,3 +112,10 @@ def test_the_register_stays_within_its_bound(app):
         # A village read again after it was let go is as right as before.
         assert enrol("Aigul Asanova", "Kanat Sydykov", village="kant") == 1
         assert list(register.blocks) == ["kant"]
+        # Villages the current transaction has used are kept to its end, whatever the bound.
+        with write_transaction():
+            for village in ("naryn", "talas", "kant"):
+                persons.enrol([participant("Aigul Asanova", village=village)], village, None)
+            assert list(register.blocks) == ["naryn", "talas", "kant"]
+        enrol("Kanat Sydykov", village="osh")  # the next transaction trims them
+        assert list(register.blocks) == ["osh"]

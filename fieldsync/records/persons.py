@@ -137,7 +137,10 @@ class Block:
 
 
 class Register:
-    """One thread's blocks for one database, the most recently used last."""
+    """One thread's blocks for one database, the most recently used last. Past `limit`
+    persons, the least recently used villages are let go, except those the current
+    transaction has used: a long transaction (a rebuild of every record) keeps what it read,
+    as it would without the register, and is trimmed by the next transaction."""
 
     def __init__(self, limit: int = MAX_CACHED_PERSONS):
         self.limit = limit
@@ -145,15 +148,21 @@ class Register:
 
     def block(self, village_key: str, birth_years) -> Block:
         session = db.session()
-        transaction = session.get_transaction() or object()  # outside a transaction: trust nothing
+        session.connection()  # begun now (autobegin waits for a first statement), so it can be told apart
+        transaction = session.get_transaction()
         block = self.blocks.pop(village_key, None) or Block(village_key)
         self.blocks[village_key] = block
         block.begin(transaction)
         block.need(birth_years)
         total = sum(b.size() for b in self.blocks.values())
-        while total > self.limit and len(self.blocks) > 1:
-            _village, dropped = self.blocks.popitem(last=False)
-            total -= dropped.size()
+        for village in list(self.blocks):  # the least recently used first
+            if total <= self.limit:
+                break
+            other = self.blocks[village]
+            if other.transaction is transaction:
+                continue  # in use by this transaction: kept until it is over (else read again)
+            del self.blocks[village]
+            total -= other.size()
         return block
 
 
