@@ -102,10 +102,25 @@ def test_an_unknown_birth_year_compares_with_the_whole_village(app, other_proces
         assert years == [("", "1990"), ("", "2008")]  # the unknown year against both known ones
 
 
+def test_a_village_asked_for_once_is_not_kept(app, person_reads):
+    with app.app_context():
+        register = persons.register()
+        enrol("Aigul Asanova", village="kant")
+        enrol("Nurlan Toktogulov", village="tokmok")
+        assert list(register.blocks) == ["tokmok"]  # kant was asked for once: let go
+        enrol("Kanat Sydykov", village="kant")
+        enrol("Aigul Asanova", village="naryn")
+        assert list(register.blocks) == ["kant", "naryn"]  # kant's second time: kept
+        person_reads.clear()
+        assert enrol("Aigul Asanova", village="kant") == 0
+        assert person_reads == []  # and it is used
+
+
 def test_the_register_stays_within_its_bound(app):
     with app.app_context():
         register = persons.register()
         register.limit = 1  # persons: each village below has two
+        register.asked.update(kant=5, tokmok=5, naryn=5, talas=5, osh=5)  # all asked for often
         enrol("Aigul Asanova", "Nurlan Toktogulov", village="kant")
         enrol("Aigul Asanova", "Nurlan Toktogulov", village="tokmok")
         assert list(register.blocks) == ["tokmok"]  # kant (least recently used) went first

@@ -137,14 +137,20 @@ class Block:
 
 
 class Register:
-    """One thread's blocks for one database, the most recently used last. Past `limit`
-    persons, the least recently used villages are let go, except those the current
-    transaction has used: a long transaction (a rebuild of every record) keeps what it read,
-    as it would without the register, and is trimmed by the next transaction."""
+    """One thread's blocks for one database, the most recently used last.
 
-    def __init__(self, limit: int = MAX_CACHED_PERSONS):
+    A village is kept past its transaction only once a second transaction has asked for it:
+    villages seen once (a one-off outreach event) would otherwise fill the register with
+    persons nobody compares against again. Past `limit` persons, the least recently used
+    villages are let go. Villages the current transaction has used are always kept to its
+    end: a long transaction (a rebuild of every record) keeps what it read, as it would
+    without the register, and is trimmed by the next one."""
+
+    def __init__(self, limit: int = MAX_CACHED_PERSONS, remembered: int = 10_000):
         self.limit = limit
         self.blocks: OrderedDict[str, Block] = OrderedDict()
+        self.asked: OrderedDict[str, int] = OrderedDict()  # village -> transactions that asked (bounded)
+        self.remembered = remembered
 
     def block(self, village_key: str, birth_years) -> Block:
         session = db.session()
@@ -152,17 +158,20 @@ class Register:
         transaction = session.get_transaction()
         block = self.blocks.pop(village_key, None) or Block(village_key)
         self.blocks[village_key] = block
+        if block.transaction is not transaction:
+            self.asked[village_key] = self.asked.pop(village_key, 0) + 1
+            if len(self.asked) > self.remembered:
+                self.asked.popitem(last=False)
         block.begin(transaction)
         block.need(birth_years)
         total = sum(b.size() for b in self.blocks.values())
         for village in list(self.blocks):  # the least recently used first
-            if total <= self.limit:
-                break
             other = self.blocks[village]
             if other.transaction is transaction:
                 continue  # in use by this transaction: kept until it is over (else read again)
-            del self.blocks[village]
-            total -= other.size()
+            if total > self.limit or self.asked.get(village, 0) < 2:
+                del self.blocks[village]
+                total -= other.size()
         return block
 
 
