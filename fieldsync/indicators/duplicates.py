@@ -4,10 +4,10 @@ from sqlalchemy import select
 from .. import problems
 from ..auth import can
 from ..audit import record
-from ..extensions import db, exclusive_turn, write_transaction
+from ..extensions import db
 from ..models import DuplicateCandidate, Event, Participant, Person
 from ..records import store
-from .engine import refresh_sources
+from .engine import indicator_transaction, refresh_sources
 
 DECISIONS = {"merge": "merged", "not_duplicate": "not_duplicate"}
 
@@ -55,8 +55,7 @@ def _person_side(person, key) -> dict:
 def decide(candidate_id: int, decision: str, actor) -> DuplicateCandidate:
     if decision not in DECISIONS:
         raise problems.unexpected_value(field="decision", value=decision, reason="use merge or not_duplicate")
-    # The indicators turn first: a reconcile reading its snapshot holds it (SQLite).
-    with exclusive_turn("indicators"), write_transaction():
+    with indicator_transaction():
         candidate = db.session.get(DuplicateCandidate, candidate_id)
         if candidate is None:
             raise problems.not_found()

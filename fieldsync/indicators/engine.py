@@ -7,6 +7,7 @@ affected source's new payload is compared with the one it last applied; only the
 touches `indicator_values`. `recompute` rebuilds every value from the records and records any
 drift from what the incremental path had (which must be zero).
 """
+import contextlib
 import itertools
 import json
 import logging
@@ -103,6 +104,35 @@ def _chunks(items, size=400):
         yield items[i:i + size]
 
 
+def _delete_in(column, values, size: int = 400) -> None:
+    """Delete the rows whose `column` is one of `values`, a chunk of them at a time."""
+    for chunk in _chunks(values, size):
+        db.session.execute(delete(column.table).where(column.in_(chunk)))
+
+
+def _set_payloads(rows: list[dict]) -> None:
+    """Source payloads replaced, rows of {"source_key", "payload"}."""
+    table = IndicatorSource.__table__
+    db.session.execute(update(table).where(table.c.key == bindparam("source_key"))
+                       .values(payload=bindparam("payload")), rows)
+
+
+def _set_months(rows: list[dict]) -> None:
+    """Members' month counts replaced, rows of {"row_id", "months"}."""
+    table = IndicatorMember.__table__
+    db.session.execute(update(table).where(table.c.id == bindparam("row_id"))
+                       .values(months=bindparam("months")), rows)
+
+
+@contextlib.contextmanager
+def indicator_transaction(durable: bool = True):
+    """The write transaction of anything that changes records or stored indicator values (the
+    derive batches, a coordinator's duplicate decision): the `indicators` turn first, which a
+    reconcile reading its snapshot holds on SQLite, then `write_transaction`."""
+    with exclusive_turn("indicators"), write_transaction(durable=durable) as session:
+        yield session
+
+
 def _rows_by_key(model, names: tuple[str, ...], keys, *extra) -> dict[tuple, object]:
     """Rows (`names` columns then `extra` columns) of `model` whose `names` take one of the
     `keys` tuples, locked for update, in key order.
@@ -170,10 +200,8 @@ def _apply_members(changes: dict[tuple, dict[str, int]], bump) -> None:
         else:
             gone.append(row.id)
     if updates:
-        db.session.execute(update(table).where(table.c.id == bindparam("row_id"))
-                           .values(months=bindparam("months")), updates)
-    for chunk in _chunks(gone):
-        db.session.execute(delete(table).where(table.c.id.in_(chunk)))
+        _set_months(updates)
+    _delete_in(table.c.id, gone)
 
 
 def _apply_values(deltas: dict[tuple, list[float]]) -> None:
@@ -194,8 +222,7 @@ def _apply_values(deltas: dict[tuple, list[float]]) -> None:
     for chunk in _chunks(rows, 500):
         emptied += [row.id for row in db.session.execute(upsert, chunk)
                     if abs(row.total) < 1e-9 and abs(row.weight) < 1e-9]
-    for chunk in _chunks(emptied):
-        db.session.execute(delete(table).where(table.c.id.in_(chunk)))
+    _delete_in(table.c.id, emptied)
 
 
 def apply_difference(old: list[list], new: list[list]) -> int:
@@ -272,10 +299,8 @@ def refresh_sources(keys, defs: Definitions | None = None) -> int:
             gone.append(key)
     touched = apply_difference(all_old, all_new) if changed or gone else 0
     if changed:
-        db.session.execute(update(table).where(table.c.key == bindparam("source_key"))
-                           .values(payload=bindparam("payload")), changed)
-    for chunk in _chunks(gone):
-        db.session.execute(delete(table).where(table.c.key.in_(chunk)))
+        _set_payloads(changed)
+    _delete_in(table.c.key, gone)
     return touched
 
 
@@ -290,8 +315,7 @@ def process_pending(limit: int = 10_000, batch: int = 25, only=()) -> int:
     done = 0
     while done < limit:
         # Not durable: if a power cut undoes this commit, the queue rows it deleted come back.
-        # The indicators turn first: a reconcile reading its snapshot holds it (SQLite).
-        with exclusive_turn("indicators"), write_transaction(durable=False):
+        with indicator_transaction(durable=False):
             query = select(PendingRecord).order_by(PendingRecord.queued_at, PendingRecord.submission_id)
             if only:
                 query = query.where(PendingRecord.submission_id.in_(list(only)))
@@ -388,6 +412,12 @@ class _Writer:
             db.session.connection().exec_driver_sql(self.sql, self.rows)
             self.rows = []
 
+    def write(self, rows) -> None:
+        """Every row of `rows` (tuples in `columns` order), then flushed."""
+        for row in rows:
+            self.add(*row)
+        self.flush()
+
 
 class _TooMuchToMend(Exception):
     """A reconcile from a snapshot found more differences than it keeps in memory."""
@@ -466,39 +496,26 @@ class _Mend:
 
     def write_sources(self) -> None:
         table = IndicatorSource.__table__
-        inserts = _Writer(table, ("key", "payload"))
-        for row in self.source_inserts:
-            inserts.add(*row)
-        inserts.flush()
+        _Writer(table, ("key", "payload")).write(self.source_inserts)
         for chunk in _chunks(self.source_updates, 5000):
-            db.session.execute(update(table).where(table.c.key == bindparam("source_key"))
-                               .values(payload=bindparam("payload")), chunk)
-        for chunk in _chunks(self.stale_sources, 900):
-            db.session.execute(delete(table).where(table.c.key.in_(chunk)))
+            _set_payloads(chunk)
+        _delete_in(table.c.key, self.stale_sources, 900)
         self.written += len(self.source_inserts) + len(self.source_updates) + len(self.stale_sources)
         self.source_inserts, self.source_updates, self.stale_sources = [], [], []
 
     def write(self) -> None:
         self.write_sources()
         values, members = IndicatorValue.__table__, IndicatorMember.__table__
-        inserts = _Writer(values, VALUE_KEY + ("total", "weight"))
-        for row in self.cell_inserts:
-            inserts.add(*row)
-        inserts.flush()
+        _Writer(values, VALUE_KEY + ("total", "weight")).write(self.cell_inserts)
         if self.cell_updates:
             db.session.execute(update(values).where(values.c.id == bindparam("row_id"))
                                .values(total=bindparam("total"), weight=bindparam("weight")), self.cell_updates)
-        for chunk in _chunks(self.gone_cells, 900):
-            db.session.execute(delete(values).where(values.c.id.in_(chunk)))
+        _delete_in(values.c.id, self.gone_cells, 900)
         for chunk in _chunks(self.member_updates, 5000):
-            db.session.execute(update(members).where(members.c.id == bindparam("row_id"))
-                               .values(months=bindparam("months")), chunk)
-        for chunk in _chunks(self.gone_members, 900):
-            db.session.execute(delete(members).where(members.c.id.in_(chunk)))
-        inserts = _Writer(members, MEMBER_KEY + ("months",))
-        for member, months in self.new_members.items():
-            inserts.add(*member, _encode(months))
-        inserts.flush()
+            _set_months(chunk)
+        _delete_in(members.c.id, self.gone_members, 900)
+        _Writer(members, MEMBER_KEY + ("months",)).write(
+            (*member, _encode(months)) for member, months in self.new_members.items())
         self.written += (len(self.cell_inserts) + len(self.cell_updates) + len(self.gone_cells)
                          + len(self.member_updates) + len(self.gone_members) + len(self.new_members))
         self.days.write()
@@ -558,7 +575,7 @@ def recompute(trigger: str = "manual", rebuild_records: bool = False) -> Reconci
                 db.session.commit()  # the reads below start one fresh read transaction: one snapshot
                 mend = _reconcile(defs, MEND_IN_MEMORY)
             except _TooMuchToMend:
-                mend = None
+                pass  # mend stays None: started again below, under the write lock
         with write_transaction():
             if mend is None:
                 if db.session.get_bind().dialect.name == "postgresql":
