@@ -43,6 +43,14 @@ class PersonRow(NamedTuple):
     birth_year: int | None
 
 
+def _of_years(years):
+    """Persons born in one of `years` (None in it: also those of unknown birth year)."""
+    known = [year for year in years if year is not None]
+    conditions = ([Person.birth_year.in_(known)] if known else []) + (
+        [Person.birth_year.is_(None)] if None in years else [])
+    return or_(*conditions)
+
+
 class Block:
     """The persons of one village, grouped by birth year, with their names ready for
     rapidfuzz. Years are read on demand; `need` makes the asked-for years current for the
@@ -83,9 +91,7 @@ class Block:
             asked = ({*birth_years} | {None}) - self.checked
             if not asked:
                 return self
-            known = [year for year in asked if year is not None]
-            where.append(or_(Person.birth_year.in_(known), Person.birth_year.is_(None)) if known
-                         else Person.birth_year.is_(None))
+            where.append(_of_years(asked))
         counts = dict(db.session.execute(select(Person.birth_year, func.count()).where(*where)
                                          .group_by(Person.birth_year)).all())
         years = set(counts) | set(self.by_year) if asked is None else asked
@@ -102,12 +108,8 @@ class Block:
         return self
 
     def _read(self, years) -> None:
-        known = [year for year in years if year is not None]
-        condition = Person.birth_year.in_(known) if known else None
-        if None in years:
-            condition = Person.birth_year.is_(None) if condition is None else condition | Person.birth_year.is_(None)
         for row in db.session.execute(select(Person.key, Person.name_key, Person.display_name, Person.birth_year)
-                                      .where(Person.village_key == self.village_key, condition)):
+                                      .where(Person.village_key == self.village_key, _of_years(years))):
             self._keep(PersonRow(*row))
 
     def _forget(self, year) -> None:
