@@ -43,6 +43,11 @@ def people(*names, year=2008):
              "birth_year": year, "category": "student"} for n in names]
 
 
+def consultation(code="AIAS1998", day="2026-10-02"):
+    return {"grantee": "chinek", "service_date": day, "channel": "hotline", "service_type": "legal",
+            "client_sex": "female", "client_age_group": "18_35", "client_is_victim": "yes", "client_code": code}
+
+
 def values(client, headers, **params):
     query = "&".join(f"{k}={v}" for k, v in params.items())
     body = client.get(f"{BASE}/indicator-values?{query}", headers=headers).get_json()
@@ -446,9 +451,7 @@ def test_recompute_mends_what_was_tampered_with_and_then_writes_nothing(app, cli
     monkeypatch.setattr(engine, "MEND_IN_MEMORY", kept)
     send(client, phones, "chinek", "seminar_attendance", seminar(participant=people("Aigul Asanova", "Bakyt Osmonov")))
     send(client, phones, "chinek", "seminar_attendance", seminar(event_date="2026-11-25", participant=people("Aigul Asanova")))
-    send(client, phones, "chinek", "consultation_log", {
-        "grantee": "chinek", "service_date": "2026-10-02", "channel": "hotline", "service_type": "legal",
-        "client_sex": "female", "client_age_group": "18_35", "client_is_victim": "yes", "client_code": "AIAS1998"})
+    send(client, phones, "chinek", "consultation_log", consultation())
     values_, members, sources = IndicatorValue.__table__, IndicatorMember.__table__, IndicatorSource.__table__
 
     def tables():
@@ -519,11 +522,6 @@ def _during_the_reconcile(monkeypatch, action):
                 action()
             yield item
     monkeypatch.setattr(engine, "_submission_payloads", payloads)
-
-
-def consultation(code="AIAS1998", day="2026-10-02"):
-    return {"grantee": "chinek", "service_date": day, "channel": "hotline", "service_type": "legal",
-            "client_sex": "female", "client_age_group": "18_35", "client_is_victim": "yes", "client_code": code}
 
 
 @pytest.mark.skipif(backend() != "sqlite", reason="PostgreSQL never held a single write lock")
