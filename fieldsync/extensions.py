@@ -255,3 +255,22 @@ def install_sqlite_begin(engine):
             conn.exec_driver_sql(f"PRAGMA synchronous={synchronous}")
             info["synchronous"] = synchronous
         conn.exec_driver_sql("BEGIN IMMEDIATE" if _immediate.get() else "BEGIN")
+
+
+def plain_rows(statement) -> list[tuple]:
+    """Every row of a Core SELECT as plain tuples, straight from the DBAPI cursor of the
+    session's connection (in its transaction). For the full recompute's large reads, where
+    building SQLAlchemy's rows cost more than the query; no result processing is done, so only
+    for columns the driver already returns as Python wants them (integers, text), not dates
+    or booleans on SQLite. Reads everything at once: for bounded batches."""
+    connection = db.session.connection()
+    compiled = statement.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
+    params = compiled.params
+    if compiled.positional:
+        params = tuple(params[name] for name in compiled.positiontup)
+    cursor = connection.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(str(compiled), params)
+        return cursor.fetchall()
+    finally:
+        cursor.close()

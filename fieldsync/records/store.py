@@ -8,10 +8,11 @@ matched with their village's persons by `persons`. All inside the caller's write
 """
 import itertools
 from datetime import date
+from typing import NamedTuple
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 
-from ..extensions import db
+from ..extensions import db, plain_rows
 from ..formats.submission import field_values, parse_stored
 from ..models import (Assessment, DuplicateCandidate, Event, Interview, Participant, Person, Service,
                       Submission, utcnow)
@@ -101,12 +102,38 @@ def event_decisions(instance_ids) -> dict[tuple[str, str], str]:
     return {(a, b): status for a, b, status in rows}
 
 
+_PARTICIPANTS, _PERSONS = Participant.__table__, Person.__table__
+
+
 def _participant_rows():
     """Participants with their canonical person (a row's own key when it has no person row),
     ordered by id within each event, so every reader picks the same row for a person."""
-    return select(Participant.event_id, Participant.person_key, Participant.sex, Participant.category,
-                  func.coalesce(Person.canonical_key, Participant.person_key).label("canonical")
-                  ).outerjoin(Person, Person.key == Participant.person_key)
+    return select(_PARTICIPANTS.c.event_id, _PARTICIPANTS.c.person_key, _PARTICIPANTS.c.sex,
+                  _PARTICIPANTS.c.category,
+                  func.coalesce(_PERSONS.c.canonical_key, _PARTICIPANTS.c.person_key).label("canonical")
+                  ).outerjoin(_PERSONS, _PERSONS.c.key == _PARTICIPANTS.c.person_key)
+
+
+class Attendee(NamedTuple):
+    event_id: int
+    person_key: str
+    sex: str | None
+    category: str | None
+    canonical: str
+
+
+def _registers(event_ids: list[int], merged: dict[str, str]) -> dict[int, list[Attendee]]:
+    """The participants of these events by event, each event's in id order, with their
+    canonical person (`merged` maps the persons merged into another). Plain rows: this reads
+    every participant of the programme."""
+    rows = plain_rows(select(
+        _PARTICIPANTS.c.event_id, _PARTICIPANTS.c.person_key, _PARTICIPANTS.c.sex, _PARTICIPANTS.c.category
+    ).where(_PARTICIPANTS.c.event_id.in_(event_ids)).order_by(_PARTICIPANTS.c.event_id, _PARTICIPANTS.c.id))
+    registers: dict[int, list[Attendee]] = {}
+    for event_id, person_key, sex, category in rows:
+        registers.setdefault(event_id, []).append(
+            Attendee(event_id, person_key, sex, category, merged.get(person_key, person_key)))
+    return registers
 
 
 def group_day(events, participants, decisions) -> tuple[dict, dict, list]:
@@ -161,7 +188,7 @@ def bucket(grantee_id: int | None, day: date | None) -> dict[str, list[tuple[Gro
     events = db.session.execute(query.order_by(table.c.submission_id)).all()
     ids = [e.instance_id for e in events]
     participants = db.session.execute(_participant_rows().where(
-        Participant.event_id.in_([e.id for e in events])).order_by(Participant.id)).all() if events else []
+        _PARTICIPANTS.c.event_id.in_([e.id for e in events])).order_by(_PARTICIPANTS.c.id)).all() if events else []
     result, trace, candidates = group_day(events, participants, event_decisions(ids))
     _write_trace(trace)
     existing = {(c.key_a, c.key_b): c for c in db.session.scalars(select(DuplicateCandidate).where(
@@ -172,13 +199,13 @@ def bucket(grantee_id: int | None, day: date | None) -> dict[str, list[tuple[Gro
 
 class EveryDay:
     """`bucket` for every grantee's every day at once, for the full recompute: iterating yields
-    (grantee id, day, grouped) in (grantee, day) order, from one pass over the events and one
-    streamed pass over the participants (instead of five queries a day); it only reads, so it
-    can run in a read transaction. `write()` then stores the merge trace and the event
-    candidates found (inside a write transaction)."""
+    (grantee id, day, grouped) in (grantee, day) order, from one pass over the events and the
+    participants of a few hundred events at a time (instead of five queries a day); it only
+    reads, so it can run in a read transaction. `write()` then stores the merge trace and the
+    event candidates found (inside a write transaction)."""
 
-    def __init__(self, chunk: int = 5000):
-        self.chunk = chunk
+    def __init__(self, chunk: int = 500):
+        self.chunk = chunk  # events whose participants are read together
         self.trace: dict[int, tuple] = {}
         self.found: list = []
         self.ids: set[str] = set()
@@ -188,27 +215,30 @@ class EveryDay:
         decided = {(a, b): status for a, b, status in db.session.execute(
             select(DuplicateCandidate.key_a, DuplicateCandidate.key_b, DuplicateCandidate.status).where(
                 DuplicateCandidate.kind == "event", DuplicateCandidate.status.in_((MERGED, NOT_DUPLICATE))))}
+        # The persons a coordinator merged into another (few); everyone else is their own
+        # canonical person. Looked up here rather than joined to every participant row, which
+        # cost more than the rest of the read.
+        merged = dict(db.session.execute(select(_PERSONS.c.key, _PERSONS.c.canonical_key).where(
+            _PERSONS.c.canonical_key != _PERSONS.c.key)).all())
         events = db.session.execute(select(table).where(table.c.grantee_id.is_not(None)).order_by(
             table.c.grantee_id, table.c.event_date, table.c.submission_id)).all()
-        participants = db.session.execute(
-            _participant_rows().add_columns(Event.grantee_id, Event.event_date)
-            .join(Event, Event.id == Participant.event_id)
-            .where(Event.grantee_id.is_not(None)).order_by(Event.grantee_id, Event.event_date, Participant.id)
-            .execution_options(stream_results=True, yield_per=self.chunk))
-        stream = iter(participants)
-        pending = next(stream, None)
-        for (grantee_id, day), rows in itertools.groupby(events, key=lambda e: (e.grantee_id, e.event_date)):
-            rows = list(rows)
-            registers = []
-            while pending is not None and (pending.grantee_id, pending.event_date) == (grantee_id, day):
-                registers.append(pending)
-                pending = next(stream, None)
-            result, day_trace, candidates = group_day(rows, registers, decided)
-            self.trace.update(day_trace)
-            self.found += [(grantee_id, c) for c in candidates]
-            self.ids.update(e.instance_id for e in rows)
-            yield grantee_id, day, result
-        participants.close()
+        days = [(key, list(rows)) for key, rows in itertools.groupby(events, key=lambda e: (e.grantee_id, e.event_date))]
+        del events
+        start = 0
+        while start < len(days):
+            end, size = start, 0
+            while end < len(days) and (size == 0 or size + len(days[end][1]) <= self.chunk):
+                size += len(days[end][1])
+                end += 1
+            registers = _registers([e.id for _key, rows in days[start:end] for e in rows], merged)
+            for (grantee_id, day), rows in days[start:end]:
+                result, day_trace, candidates = group_day(
+                    rows, [p for e in rows for p in registers.get(e.id, ())], decided)
+                self.trace.update(day_trace)
+                self.found += [(grantee_id, c) for c in candidates]
+                self.ids.update(e.instance_id for e in rows)
+                yield grantee_id, day, result
+            start = end
 
     def write(self) -> None:
         _write_trace(self.trace)
