@@ -42,7 +42,7 @@ def instrument():
     timers.wrap(store, "group_day", "records.group_day")
     timers.wrap(engine, "refresh_sources", "indicators.refresh_sources")
     timers.wrap(engine, "_day_payload", "indicators.payload")
-    timers.wrap(engine, "_record_payload", "indicators.payload")
+    timers.wrap(engine, "_record_parts", "indicators.payload")
     timers.wrap(engine, "apply_difference", "indicators.apply_difference")
     timers.wrap(engine.Aggregator, "add", "indicators.aggregate")
     return timers

@@ -8,7 +8,7 @@ touches `indicator_values`. `recompute` rebuilds every value from the records an
 drift from what the incremental path had (which must be zero).
 """
 import contextlib
-import itertools
+import gc
 import json
 import logging
 from pathlib import Path
@@ -22,7 +22,7 @@ from ..extensions import db, dialect_insert, exclusive_turn, write_transaction
 from ..models import (Assessment, IndicatorMember, IndicatorSource, IndicatorValue, Interview,
                       PendingRecord, ReconcileRun, Service, Submission, SubmissionDef, utcnow)
 from ..records import store
-from .contributions import Aggregator, compact, contributions, contributions_in, periods_of
+from .contributions import Aggregator, RecordContributions, compact, contributions, periods_of
 from .definitions import Definitions, load
 
 log = logging.getLogger(__name__)
@@ -63,15 +63,19 @@ def _day_payload(defs: Definitions, grantee_id: int, day, grouped: dict) -> list
     return compact(payload)
 
 
+def _record_parts(computer: RecordContributions, record, date_field: str):
+    """(key, shared, own) of one assessment, interview or service record (a mapping), as
+    `RecordContributions.of` gives them, or None for a record that counts nowhere."""
+    if record["grantee_id"] is None or not record["counted"]:
+        return None
+    return computer.of({**record, "date": record[date_field]}, record["grantee_id"],
+                       ("all", "approved") if record["approved"] else ("all",))
+
+
 def _record_payload(defs: Definitions, source: str, record, date_field: str) -> list[list]:
     """The contributions of one assessment, interview or service record (a mapping)."""
-    if record["grantee_id"] is None or not record["counted"]:
-        return []
-    row = {**record, "date": record[date_field]}
-    payload = contributions_in(defs, {source: [row]}, record["grantee_id"],
-                               ("all", "approved") if record["approved"] else ("all",))
-    payload.sort()
-    return payload
+    parts = _record_parts(RecordContributions(defs, source), record, date_field)
+    return [] if parts is None else RecordContributions.merged(parts[1], parts[2])
 
 
 def source_payload(key: str, defs: Definitions) -> list[list]:
@@ -341,11 +345,18 @@ def process_pending(limit: int = 10_000, batch: int = 25, only=()) -> int:
     return done
 
 
-def _submission_payloads(defs: Definitions, size: int = 5000):
-    """(source key, payload) of every submission source, as `source_payload` computes them, but
-    read table by table in batches of plain rows instead of a query per submission."""
+# A recompute remembers the count and sum entries of up to this many distinct combinations
+# of a record's grantee, month and fields (see `RecordContributions`), about 1 kB each.
+RECORD_MEMO = 20_000
+
+
+def _submission_parts(defs: Definitions, size: int = 5000):
+    """(source key, (key, shared, own) or None) of every submission source, as `source_payload`
+    computes them, but read table by table in batches of plain rows instead of a query per
+    submission, and with the shared entries memoised across records."""
     for source, model, date_field in SUB_TABLES:
         table = model.__table__
+        computer = RecordContributions(defs, source, RECORD_MEMO)
         last = None
         while True:
             query = select(table).order_by(table.c.submission_id).limit(size)
@@ -353,10 +364,49 @@ def _submission_payloads(defs: Definitions, size: int = 5000):
                 query = query.where(table.c.submission_id > last)
             rows = db.session.execute(query).mappings().all()
             for record in rows:
-                yield store.submission_source(record["submission_id"]), _record_payload(defs, source, record, date_field)
+                yield store.submission_source(record["submission_id"]), _record_parts(computer, record, date_field)
             if len(rows) < size:
                 break
             last = rows[-1]["submission_id"]
+
+
+class _Sums:
+    """The full recompute's sum of every payload (an `Aggregator`), with the submission sources'
+    shared entries counted per memo key and added once each at the end (most consultations
+    share theirs with many others), and their encodings kept per key too."""
+
+    def __init__(self):
+        self.aggregator = Aggregator()
+        self.times: dict[tuple, int] = {}
+        self.shared: dict[tuple, list[list]] = {}
+        self.encoded: dict[tuple, str] = {}
+
+    def add_payload(self, payload: list[list]) -> str:
+        self.aggregator.add(payload)
+        return _encode(payload)
+
+    def add_record(self, key, shared: list[list], own: list[list]) -> str:
+        """Adds one record's parts; returns its payload encoded ("[]" when it has nothing)."""
+        if key is None:
+            self.aggregator.add(shared)
+        else:
+            self.times[key] = self.times.get(key, 0) + 1
+            self.shared[key] = shared
+        if own:
+            self.aggregator.add(own)
+            return _encode(RecordContributions.merged(shared, own))
+        if key is None:
+            return _encode(shared)
+        encoded = self.encoded.get(key)
+        if encoded is None:
+            encoded = self.encoded[key] = _encode(shared)
+        return encoded
+
+    def done(self) -> Aggregator:
+        for key, times in self.times.items():
+            self.aggregator.add(self.shared[key], times)
+        self.times, self.shared, self.encoded = {}, {}, {}
+        return self.aggregator
 
 
 def _event_payloads(defs: Definitions, days: store.EveryDay):
@@ -531,22 +581,45 @@ def _reconcile(defs: Definitions, limit: int | None) -> _Mend:
     stored = {tuple(row[1:6]): (row[0], row[6], row[7]) for row in db.session.execute(select(
         values.c.id, values.c.indicator, values.c.grantee_id, values.c.scope, values.c.period, values.c.coc,
         values.c.total, values.c.weight))}
-    aggregator, batch, seen = Aggregator(), [], set()
-    for key, payload in itertools.chain(_event_payloads(defs, mend.days), _submission_payloads(defs)):
-        aggregator.add(payload)
-        if payload:  # a source with nothing is not stored
-            batch.append((key, _encode(payload)))
+    sums, batch, seen = _Sums(), [], set()
+
+    def keep(key: str, encoded: str) -> None:
+        nonlocal batch
+        if encoded != "[]":  # a source with nothing is not stored
+            batch.append((key, encoded))
             seen.add(key)
             if len(batch) >= 2000:
                 mend.compare_sources(batch)
                 batch = []
+
+    for key, payload in _event_payloads(defs, mend.days):
+        keep(key, sums.add_payload(payload))
+    for key, parts in _submission_parts(defs):
+        if parts is not None:
+            keep(key, sums.add_record(*parts))
     mend.compare_sources(batch)
     mend.stale_sources = [key for key in db.session.scalars(select(IndicatorSource.key)) if key not in seen]
     del seen
+    aggregator = sums.done()
     mend.compare_cells(stored, aggregator.cells())
     del stored
     mend.compare_members(aggregator.refs)
     return mend
+
+
+@contextlib.contextmanager
+def _collector_paused():
+    """Python's cyclic garbage collector off while a reconcile computes. It builds hundreds of
+    thousands of small containers (member references, stored cells) that live to its end, and
+    every collection walked them all again: a quarter of its time at 100,000 submissions. It
+    makes no reference cycles. Turned on again after, unless it was off already."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
 
 
 # A reconcile from a snapshot keeps up to this many differing source and member rows to write
@@ -573,7 +646,8 @@ def recompute(trigger: str = "manual", rebuild_records: bool = False) -> Reconci
         if excluded and not rebuild_records:
             try:
                 db.session.commit()  # the reads below start one fresh read transaction: one snapshot
-                mend = _reconcile(defs, MEND_IN_MEMORY)
+                with _collector_paused():
+                    mend = _reconcile(defs, MEND_IN_MEMORY)
             except _TooMuchToMend:
                 pass  # mend stays None: started again below, under the write lock
         with write_transaction():
@@ -587,7 +661,8 @@ def recompute(trigger: str = "manual", rebuild_records: bool = False) -> Reconci
                 if rebuild_records:
                     _rebuild_all()
                     db.session.execute(delete(PendingRecord))
-                mend = _reconcile(defs, None)
+                with _collector_paused():
+                    mend = _reconcile(defs, None)
             mend.write()
             run = ReconcileRun(trigger=trigger, started_at=started, cells=mend.cells, drift=len(mend.drift),
                                details=json.dumps(mend.drift[:100], default=str), finished_at=utcnow())
