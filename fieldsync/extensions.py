@@ -6,6 +6,7 @@ timeout and full fsync, because a submission acknowledged with 201 must survive 
 import contextlib
 import contextvars
 import fcntl
+import itertools
 import logging
 import os
 import threading
@@ -257,6 +258,14 @@ def install_sqlite_begin(engine):
         conn.exec_driver_sql("BEGIN IMMEDIATE" if _immediate.get() else "BEGIN")
 
 
+def _driver_statement(statement, dialect) -> tuple[str, object]:
+    compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    params = compiled.params
+    if compiled.positional:
+        params = tuple(params[name] for name in compiled.positiontup)
+    return str(compiled), params
+
+
 def plain_rows(statement) -> list[tuple]:
     """Every row of a Core SELECT as plain tuples, straight from the DBAPI cursor of the
     session's connection (in its transaction). For the full recompute's large reads, where
@@ -264,13 +273,31 @@ def plain_rows(statement) -> list[tuple]:
     for columns the driver already returns as Python wants them (integers, text), not dates
     or booleans on SQLite. Reads everything at once: for bounded batches."""
     connection = db.session.connection()
-    compiled = statement.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
-    params = compiled.params
-    if compiled.positional:
-        params = tuple(params[name] for name in compiled.positiontup)
+    sql, params = _driver_statement(statement, connection.dialect)
     cursor = connection.connection.dbapi_connection.cursor()
     try:
-        cursor.execute(str(compiled), params)
+        cursor.execute(sql, params)
         return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
+_stream_names = itertools.count()
+
+
+def plain_stream(statement, size: int = 10_000):
+    """`plain_rows`, but yielded as the cursor reads them, `size` at a time (a server-side
+    cursor on PostgreSQL): for reading a whole table without holding it."""
+    connection = db.session.connection()
+    sql, params = _driver_statement(statement, connection.dialect)
+    driver = connection.connection.dbapi_connection
+    if connection.dialect.name == "postgresql":
+        cursor = driver.cursor(name=f"fieldsync_stream_{next(_stream_names)}")
+    else:
+        cursor = driver.cursor()
+    try:
+        cursor.execute(sql, params)
+        while rows := cursor.fetchmany(size):
+            yield from rows
     finally:
         cursor.close()

@@ -23,11 +23,21 @@ def month_of(day: date | None) -> str:
 
 
 def periods_of(month: str) -> list[str]:
-    """All-time, year, quarter and month periods (DHIS2 ids) that a month falls in."""
-    if not month:
-        return [""]
-    year, m = month[:4], int(month[4:])
-    return ["", year, f"{year}Q{(m - 1) // 3 + 1}", month]
+    """All-time, year, quarter and month periods (DHIS2 ids) that a month falls in (the same
+    list object for the same month: do not change it)."""
+    periods = _PERIODS.get(month)
+    if periods is None:
+        if not month:
+            periods = [""]
+        else:
+            year, m = month[:4], int(month[4:])
+            periods = ["", year, f"{year}Q{(m - 1) // 3 + 1}", month]
+        if len(_PERIODS) < 10_000:  # months of record dates: a few hundred
+            _PERIODS[month] = periods
+    return periods
+
+
+_PERIODS: dict[str, list[str]] = {}
 
 
 def _compiled(expression: str):
@@ -159,13 +169,15 @@ def _row_entries(steps: list[_Step], row: dict, month: str, grantee_id: int, sco
     for step in steps:
         if step.where and not all(row.get(name) in allowed for name, allowed in step.where):
             continue
+        cocs = step.cocs(row)
         if step.member is not None:
             member = row.get(step.member)
             if member in (None, ""):
                 continue
             member = str(member)
-            out.extend(["m", step.indicator, grantee_id, scope, month, coc, member]
-                       for scope in scopes for coc in step.cocs(row))
+            for scope in scopes:
+                for coc in cocs:
+                    out.append(["m", step.indicator, grantee_id, scope, month, coc, member])
             continue
         if step.value is None:
             amount = 1
@@ -173,8 +185,9 @@ def _row_entries(steps: list[_Step], row: dict, month: str, grantee_id: int, sco
             amount = step.value(row)
             if amount is None:
                 continue
-        out.extend(["s", step.indicator, grantee_id, scope, month, coc, amount, step.weight]
-                   for scope in scopes for coc in step.cocs(row))
+        for scope in scopes:
+            for coc in cocs:
+                out.append(["s", step.indicator, grantee_id, scope, month, coc, amount, step.weight])
     return out
 
 
@@ -280,6 +293,10 @@ class Aggregator:
                 cell[0] += amount
                 cell[1] += weight
         for (indicator, grantee, scope, coc, _member), months in self.refs.items():
-            for period in {p for month in months for p in periods_of(month)}:
+            if len(months) == 1:  # most members: one month, whose periods are distinct
+                periods = periods_of(next(iter(months)))
+            else:
+                periods = {p for month in months for p in periods_of(month)}
+            for period in periods:
                 cells[(indicator, grantee, scope, period, coc)][0] += 1
         return {k: v for k, v in cells.items() if abs(v[0]) > 1e-9 or abs(v[1]) > 1e-9}

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import orjson
 from flask import current_app
-from sqlalchemy import bindparam, delete, insert, select, text, update
+from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlalchemy.orm import joinedload, selectinload
 
-from ..extensions import db, dialect_insert, exclusive_turn, write_transaction
-from ..models import (Assessment, IndicatorMember, IndicatorSource, IndicatorValue, Interview,
+from ..extensions import db, dialect_insert, exclusive_turn, plain_rows, plain_stream, write_transaction
+from ..models import (Assessment, Event, IndicatorMember, IndicatorSource, IndicatorValue, Interview,
                       PendingRecord, ReconcileRun, Service, Submission, SubmissionDef, utcnow)
 from ..records import store
 from .contributions import Aggregator, RecordContributions, compact, contributions, periods_of
@@ -350,24 +350,26 @@ def process_pending(limit: int = 10_000, batch: int = 25, only=()) -> int:
 RECORD_MEMO = 20_000
 
 
-def _submission_parts(defs: Definitions, size: int = 5000):
-    """(source key, (key, shared, own) or None) of every submission source, as `source_payload`
-    computes them, but read table by table in batches of plain rows instead of a query per
-    submission, and with the shared entries memoised across records."""
+def _submission_parts(defs: Definitions, grantees: list[int], size: int = 5000):
+    """(source key, (key, shared, own) or None) of the submission sources of these grantees, as
+    `source_payload` computes them, but read table by table and grantee by grantee in batches
+    of plain rows (through the index on grantee and submission) instead of a query per
+    submission, with the shared entries memoised across records."""
     for source, model, date_field in SUB_TABLES:
         table = model.__table__
         computer = RecordContributions(defs, source, RECORD_MEMO)
-        last = None
-        while True:
-            query = select(table).order_by(table.c.submission_id).limit(size)
-            if last is not None:
-                query = query.where(table.c.submission_id > last)
-            rows = db.session.execute(query).mappings().all()
-            for record in rows:
-                yield store.submission_source(record["submission_id"]), _record_parts(computer, record, date_field)
-            if len(rows) < size:
-                break
-            last = rows[-1]["submission_id"]
+        for grantee_id in grantees:
+            last = None
+            while True:
+                query = select(table).where(table.c.grantee_id == grantee_id).order_by(table.c.submission_id).limit(size)
+                if last is not None:
+                    query = query.where(table.c.submission_id > last)
+                rows = db.session.execute(query).mappings().all()
+                for record in rows:
+                    yield store.submission_source(record["submission_id"]), _record_parts(computer, record, date_field)
+                if len(rows) < size:
+                    break
+                last = rows[-1]["submission_id"]
 
 
 class _Sums:
@@ -409,10 +411,61 @@ class _Sums:
         return self.aggregator
 
 
-def _event_payloads(defs: Definitions, days: store.EveryDay):
-    """(source key, payload) of every grantee's every event day, from one pass (`EveryDay`)."""
-    for grantee_id, day, grouped in days:
+def _event_payloads(defs: Definitions, days: store.EveryDay, grantees: list[int]):
+    """(source key, payload) of these grantees' every event day, from one pass (`EveryDay`)."""
+    for grantee_id, day, grouped in days.of(grantees):
         yield store.event_source(grantee_id, day), _day_payload(defs, grantee_id, day, grouped)
+
+
+# The reconcile works through the grantees in groups of about this many records, so that what
+# it holds (sums, member references, stored cells) follows a group, not the whole programme.
+GROUP_RECORDS = 50_000
+
+
+def _grantee_groups(size: int) -> list[list[int]]:
+    """Every grantee with records or stored values, in id order, in groups of about `size`
+    records (a grantee with more is a group of its own)."""
+    counts: dict[int, int] = {}
+    for model in (Event, *(model for _source, model, _date in SUB_TABLES)):
+        table = model.__table__
+        for grantee_id, n in db.session.execute(select(table.c.grantee_id, func.count()).where(
+                table.c.grantee_id.is_not(None)).group_by(table.c.grantee_id)):
+            counts[grantee_id] = counts.get(grantee_id, 0) + n
+    for model in (IndicatorValue, IndicatorMember):
+        for grantee_id in db.session.scalars(select(model.grantee_id).distinct()):
+            counts.setdefault(grantee_id, 0)
+    groups, group, records = [], [], 0
+    for grantee_id in sorted(counts):
+        if group and records + counts[grantee_id] > size:
+            groups.append(group)
+            group, records = [], 0
+        group.append(grantee_id)
+        records += counts[grantee_id]
+    return groups + ([group] if group else [])
+
+
+class _Seen:
+    """The source keys a reconcile computed, to find the stored ones it did not: event days as
+    text, submissions as bits of a bit array by id (a million of them in 125 kB)."""
+
+    def __init__(self):
+        self.days: set[str] = set()
+        self.bits = bytearray()
+
+    def add(self, key: str) -> None:
+        if key.startswith("sub:"):
+            number = int(key[4:])
+            if number >> 3 >= len(self.bits):
+                self.bits.extend(bytes((number >> 3) - len(self.bits) + 1024))
+            self.bits[number >> 3] |= 1 << (number & 7)
+        else:
+            self.days.add(key)
+
+    def __contains__(self, key: str) -> bool:
+        if key.startswith("sub:"):
+            number = int(key[4:])
+            return number >> 3 < len(self.bits) and bool(self.bits[number >> 3] & (1 << (number & 7)))
+        return key in self.days
 
 
 def _rebuild_all(size: int = 500) -> None:
@@ -478,10 +531,11 @@ class _Mend:
     members, and the merge trace and event candidates. Computed by `_reconcile` (which only
     reads when a `limit` is given), written by `write` inside a write transaction.
 
-    With `limit`, at most that many source and member rows are kept to write later; beyond,
+    With `limit`, at most that many differing rows are kept to write at the end; beyond,
     `_TooMuchToMend` is raised (the caller starts again with the write lock held, writing as
-    it goes). Without it the source differences are written in batches as they are found,
-    so memory does not follow the number of sources however much differs."""
+    it goes). Without it the differences are written as they are found (the sources a batch
+    at a time, cells and members a group of grantees at a time), so memory does not follow
+    the number of rows however much differs."""
 
     def __init__(self, limit: int | None):
         self.limit = limit
@@ -493,69 +547,87 @@ class _Mend:
         self.drift: list = []
         self.written = 0
 
-    def _check(self, kept: int) -> None:
-        if self.limit is not None and kept > self.limit:
+    def _kept(self) -> int:
+        return (len(self.source_inserts) + len(self.source_updates) + len(self.stale_sources)
+                + len(self.cell_inserts) + len(self.cell_updates) + len(self.gone_cells)
+                + len(self.member_updates) + len(self.gone_members) + len(self.new_members))
+
+    def _written_or_kept(self) -> None:
+        if self.limit is None:
+            self.write_differences()
+        elif self._kept() > self.limit:
             raise _TooMuchToMend()
 
     def compare_sources(self, batch: list[tuple[str, str]]) -> None:
         """Which of a batch of computed (key, encoded payload) differ from the stored ones."""
         table, stored = IndicatorSource.__table__, {}
         for chunk in _chunks([key for key, _encoded in batch], 900):
-            stored.update(db.session.execute(select(table.c.key, table.c.payload).where(table.c.key.in_(chunk))).all())
+            stored.update(plain_rows(select(table.c.key, table.c.payload).where(table.c.key.in_(chunk))))
         for key, encoded in batch:
             old = stored.get(key)
             if old is None:
                 self.source_inserts.append((key, encoded))
             elif old != encoded:
                 self.source_updates.append({"source_key": key, "payload": encoded})
-        self._check(len(self.source_inserts) + len(self.source_updates))
-        if self.limit is None:
-            self.write_sources()
+        self._written_or_kept()
 
-    def compare_cells(self, stored: dict[tuple, tuple], fresh: dict[tuple, list[float]]) -> None:
-        """`stored`: cell -> (id, total, weight) as read; `fresh`: cell -> [total, weight]."""
-        self.cells = len(fresh)
-        self.drift = sorted([list(cell), list(stored[cell][1:]) if cell in stored else None, fresh.get(cell)]
-                            for cell in set(stored) | set(fresh)
-                            if not _close(stored[cell][1:] if cell in stored else None, fresh.get(cell)))
-        self.gone_cells = [row_id for cell, (row_id, _t, _w) in stored.items() if cell not in fresh]
+    def compare_stale_sources(self, seen: _Seen) -> None:
+        """The stored sources that nothing computed any more."""
+        table = IndicatorSource.__table__
+        self.stale_sources += [key for (key,) in plain_stream(select(table.c.key)) if key not in seen]
+        self._written_or_kept()
+
+    def compare_cells(self, grantees: list[int], fresh: dict[tuple, list[float]]) -> None:
+        """The stored cells of these grantees against `fresh` (cell -> [total, weight])."""
+        values = IndicatorValue.__table__
+        stored = {tuple(row[1:6]): (row[0], row[6], row[7]) for row in db.session.execute(select(
+            values.c.id, values.c.indicator, values.c.grantee_id, values.c.scope, values.c.period, values.c.coc,
+            values.c.total, values.c.weight).where(values.c.grantee_id.in_(grantees)))}
+        self.cells += len(fresh)
+        self.drift += [[list(cell), list(stored[cell][1:]) if cell in stored else None, fresh.get(cell)]
+                       for cell in set(stored) | set(fresh)
+                       if not _close(stored[cell][1:] if cell in stored else None, fresh.get(cell))]
+        self.gone_cells += [row_id for cell, (row_id, _t, _w) in stored.items() if cell not in fresh]
         for cell, (total, weight) in fresh.items():
             old = stored.get(cell)
             if old is None:
                 self.cell_inserts.append((*cell, total, weight))
             elif old[1] != total or old[2] != weight:
                 self.cell_updates.append({"row_id": old[0], "total": total, "weight": weight})
+        self._written_or_kept()
 
-    def compare_members(self, refs: dict[tuple, dict]) -> None:
-        """Stored members streamed against the computed `refs` (member -> {month: references}),
-        which is emptied on the way: what is left is new, and no second copy is kept."""
+    def compare_members(self, grantees: list[int], refs: dict[tuple, dict]) -> None:
+        """These grantees' stored members streamed against the computed `refs` (member ->
+        {month: references}), which is emptied on the way: what is left is new, and no second
+        copy is kept."""
         table = IndicatorMember.__table__
-        rows = db.session.execute(select(table.c.id, *[table.c[name] for name in MEMBER_KEY], table.c.months)
-                                  .execution_options(stream_results=True, yield_per=5000))
-        for row in rows:
-            months = refs.pop(tuple(row[1:6]), None)
+        encoded_one: dict[tuple, str] = {}  # most members are in one month, once
+        for row_id, *member, stored in plain_stream(
+                select(table.c.id, *[table.c[name] for name in MEMBER_KEY], table.c.months)
+                .where(table.c.grantee_id.in_(grantees))):
+            months = refs.pop(tuple(member), None)
             if months is None:
-                self.gone_members.append(row.id)
+                self.gone_members.append(row_id)
+                continue
+            if len(months) == 1:
+                (only,) = months.items()
+                encoded = encoded_one.get(only)
+                if encoded is None:
+                    encoded = encoded_one[only] = _encode(months)
             else:
                 encoded = _encode(months)
-                if encoded != row.months:
-                    self.member_updates.append({"row_id": row.id, "months": encoded})
-        rows.close()
-        self.new_members = refs
-        self._check(len(self.member_updates) + len(self.gone_members) + len(refs))
+            if encoded != stored:
+                self.member_updates.append({"row_id": row_id, "months": encoded})
+        self.new_members.update(refs)
+        self._written_or_kept()
 
-    def write_sources(self) -> None:
-        table = IndicatorSource.__table__
-        _Writer(table, ("key", "payload")).write(self.source_inserts)
+    def write_differences(self) -> None:
+        """Every difference kept so far, written (inside a write transaction) and let go."""
+        sources, values, members = IndicatorSource.__table__, IndicatorValue.__table__, IndicatorMember.__table__
+        _Writer(sources, ("key", "payload")).write(self.source_inserts)
         for chunk in _chunks(self.source_updates, 5000):
             _set_payloads(chunk)
-        _delete_in(table.c.key, self.stale_sources, 900)
-        self.written += len(self.source_inserts) + len(self.source_updates) + len(self.stale_sources)
-        self.source_inserts, self.source_updates, self.stale_sources = [], [], []
-
-    def write(self) -> None:
-        self.write_sources()
-        values, members = IndicatorValue.__table__, IndicatorMember.__table__
+        _delete_in(sources.c.key, self.stale_sources, 900)
         _Writer(values, VALUE_KEY + ("total", "weight")).write(self.cell_inserts)
         if self.cell_updates:
             db.session.execute(update(values).where(values.c.id == bindparam("row_id"))
@@ -566,44 +638,46 @@ class _Mend:
         _delete_in(members.c.id, self.gone_members, 900)
         _Writer(members, MEMBER_KEY + ("months",)).write(
             (*member, _encode(months)) for member, months in self.new_members.items())
-        self.written += (len(self.cell_inserts) + len(self.cell_updates) + len(self.gone_cells)
-                         + len(self.member_updates) + len(self.gone_members) + len(self.new_members))
+        self.written += self._kept()
+        self.source_inserts, self.source_updates, self.stale_sources = [], [], []
+        self.cell_inserts, self.cell_updates, self.gone_cells = [], [], []
+        self.member_updates, self.gone_members, self.new_members = [], [], {}
+
+    def write(self) -> None:
+        self.write_differences()
         self.days.write()
 
 
 def _reconcile(defs: Definitions, limit: int | None) -> _Mend:
     """Every source computed again from the records and compared with what is stored (see
-    `_Mend`). Streams: sources are computed one at a time and only their sum is kept (plus
-    each distinct member's months), so memory follows the number of cells and members
-    rather than the number of submissions."""
-    mend = _Mend(limit)
-    values = IndicatorValue.__table__
-    stored = {tuple(row[1:6]): (row[0], row[6], row[7]) for row in db.session.execute(select(
-        values.c.id, values.c.indicator, values.c.grantee_id, values.c.scope, values.c.period, values.c.coc,
-        values.c.total, values.c.weight))}
-    sums, batch, seen = _Sums(), [], set()
+    `_Mend`), a group of grantees at a time (`_grantee_groups`). Streams: sources are computed
+    one at a time and only their sum is kept (plus each distinct member's months), so memory
+    follows the number of cells and members of the largest group rather than the number of
+    submissions."""
+    mend, seen = _Mend(limit), _Seen()
+    for grantees in _grantee_groups(GROUP_RECORDS):
+        sums, batch = _Sums(), []
 
-    def keep(key: str, encoded: str) -> None:
-        nonlocal batch
-        if encoded != "[]":  # a source with nothing is not stored
-            batch.append((key, encoded))
-            seen.add(key)
-            if len(batch) >= 2000:
-                mend.compare_sources(batch)
-                batch = []
+        def keep(key: str, encoded: str) -> None:
+            if encoded != "[]":  # a source with nothing is not stored
+                batch.append((key, encoded))
+                seen.add(key)
+                if len(batch) >= 2000:
+                    mend.compare_sources(batch)
+                    batch.clear()
 
-    for key, payload in _event_payloads(defs, mend.days):
-        keep(key, sums.add_payload(payload))
-    for key, parts in _submission_parts(defs):
-        if parts is not None:
-            keep(key, sums.add_record(*parts))
-    mend.compare_sources(batch)
-    mend.stale_sources = [key for key in db.session.scalars(select(IndicatorSource.key)) if key not in seen]
-    del seen
-    aggregator = sums.done()
-    mend.compare_cells(stored, aggregator.cells())
-    del stored
-    mend.compare_members(aggregator.refs)
+        for key, payload in _event_payloads(defs, mend.days, grantees):
+            keep(key, sums.add_payload(payload))
+        for key, parts in _submission_parts(defs, grantees):
+            if parts is not None:
+                keep(key, sums.add_record(*parts))
+        mend.compare_sources(batch)
+        aggregator = sums.done()
+        mend.compare_cells(grantees, aggregator.cells())
+        mend.compare_members(grantees, aggregator.refs)
+        del sums, aggregator
+    mend.compare_stale_sources(seen)
+    mend.drift.sort()
     return mend
 
 

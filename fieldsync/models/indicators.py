@@ -5,7 +5,7 @@ one day, or one submission) last applied; a change applies the difference betwee
 list and this one, so the cost of an update depends on the size of the source, never on how
 much data exists.
 """
-from sqlalchemy import Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -36,7 +36,8 @@ class IndicatorMember(db.Model):
     """For distinct counts: in which months a member (a person, a client code) appears, with
     reference counts, so adding and removing sources keeps each period's count exact."""
     __tablename__ = "indicator_members"
-    __table_args__ = (UniqueConstraint("indicator", "grantee_id", "scope", "coc", "member"),)
+    __table_args__ = (UniqueConstraint("indicator", "grantee_id", "scope", "coc", "member"),
+                      Index("ix_indicator_members_grantee", "grantee_id"))  # the recompute reads a grantee's
     id: Mapped[int] = mapped_column(primary_key=True)
     indicator: Mapped[str] = mapped_column(String(64))
     grantee_id: Mapped[int] = mapped_column(ForeignKey("grantees.id"))

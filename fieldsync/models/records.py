@@ -68,6 +68,8 @@ class Person(db.Model):
 
 class Assessment(_FromSubmission, db.Model):
     __tablename__ = "assessments"
+    # The full recompute reads one grantee's records at a time, in submission order.
+    __table_args__ = (Index("ix_assessments_grantee", "grantee_id", "submission_id"),)
     submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), unique=True)
     interview_date = mapped_column(Date, nullable=True)
     region: Mapped[str | None] = mapped_column(String(32), nullable=True)
@@ -86,6 +88,8 @@ class Assessment(_FromSubmission, db.Model):
 
 class Interview(_FromSubmission, db.Model):
     __tablename__ = "interviews"
+    # The full recompute reads one grantee's records at a time, in submission order.
+    __table_args__ = (Index("ix_interviews_grantee", "grantee_id", "submission_id"),)
     submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), unique=True)
     interview_date = mapped_column(Date, nullable=True)
     region: Mapped[str | None] = mapped_column(String(32), nullable=True)
@@ -100,6 +104,8 @@ class Interview(_FromSubmission, db.Model):
 
 class Service(_FromSubmission, db.Model):
     __tablename__ = "services"
+    # The full recompute reads one grantee's records at a time, in submission order.
+    __table_args__ = (Index("ix_services_grantee", "grantee_id", "submission_id"),)
     submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), unique=True)
     service_date = mapped_column(Date, nullable=True)
     channel: Mapped[str | None] = mapped_column(String(16), nullable=True)

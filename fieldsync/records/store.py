@@ -198,29 +198,35 @@ def bucket(grantee_id: int | None, day: date | None) -> dict[str, list[tuple[Gro
 
 
 class EveryDay:
-    """`bucket` for every grantee's every day at once, for the full recompute: iterating yields
-    (grantee id, day, grouped) in (grantee, day) order, from one pass over the events and the
-    participants of a few hundred events at a time (instead of five queries a day); it only
-    reads, so it can run in a read transaction. `write()` then stores the merge trace and the
-    event candidates found (inside a write transaction)."""
+    """`bucket` for every grantee's every day, for the full recompute: `of(grantees)` yields
+    (grantee id, day, grouped) for those grantees' days in (grantee, day) order, from one read
+    of their events and of the participants of a few hundred events at a time (instead of five
+    queries a day); it only reads, so it can run in a read transaction. `write()` then stores
+    the merge trace and the event candidates found (inside a write transaction)."""
 
     def __init__(self, chunk: int = 500):
         self.chunk = chunk  # events whose participants are read together
         self.trace: dict[int, tuple] = {}
         self.found: list = []
         self.ids: set[str] = set()
+        self.decided: dict | None = None
+        self.merged: dict[str, str] = {}
 
-    def __iter__(self):
-        table = Event.__table__
-        decided = {(a, b): status for a, b, status in db.session.execute(
+    def _load_decisions(self) -> None:
+        self.decided = {(a, b): status for a, b, status in db.session.execute(
             select(DuplicateCandidate.key_a, DuplicateCandidate.key_b, DuplicateCandidate.status).where(
                 DuplicateCandidate.kind == "event", DuplicateCandidate.status.in_((MERGED, NOT_DUPLICATE))))}
         # The persons a coordinator merged into another (few); everyone else is their own
-        # canonical person. Looked up here rather than joined to every participant row, which
+        # canonical person. Looked up once rather than joined to every participant row, which
         # cost more than the rest of the read.
-        merged = dict(db.session.execute(select(_PERSONS.c.key, _PERSONS.c.canonical_key).where(
+        self.merged = dict(db.session.execute(select(_PERSONS.c.key, _PERSONS.c.canonical_key).where(
             _PERSONS.c.canonical_key != _PERSONS.c.key)).all())
-        events = db.session.execute(select(table).where(table.c.grantee_id.is_not(None)).order_by(
+
+    def of(self, grantees: list[int]):
+        if self.decided is None:
+            self._load_decisions()
+        table = Event.__table__
+        events = db.session.execute(select(table).where(table.c.grantee_id.in_(grantees)).order_by(
             table.c.grantee_id, table.c.event_date, table.c.submission_id)).all()
         days = [(key, list(rows)) for key, rows in itertools.groupby(events, key=lambda e: (e.grantee_id, e.event_date))]
         del events
@@ -230,10 +236,10 @@ class EveryDay:
             while end < len(days) and (size == 0 or size + len(days[end][1]) <= self.chunk):
                 size += len(days[end][1])
                 end += 1
-            registers = _registers([e.id for _key, rows in days[start:end] for e in rows], merged)
+            registers = _registers([e.id for _key, rows in days[start:end] for e in rows], self.merged)
             for (grantee_id, day), rows in days[start:end]:
                 result, day_trace, candidates = group_day(
-                    rows, [p for e in rows for p in registers.get(e.id, ())], decided)
+                    rows, [p for e in rows for p in registers.get(e.id, ())], self.decided)
                 self.trace.update(day_trace)
                 self.found += [(grantee_id, c) for c in candidates]
                 self.ids.update(e.instance_id for e in rows)
