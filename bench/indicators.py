@@ -34,15 +34,15 @@ def parse_mix(text: str) -> dict[str, float]:
 
 
 def instrument():
-    from fieldsync.indicators import engine
+    from fieldsync.indicators import engine, payloads
     from fieldsync.records import persons, store
     timers = common.Timers()
     timers.wrap(store, "rebuild", "records.rebuild")
     timers.wrap(persons, "enrol", "records.persons")
     timers.wrap(store, "group_day", "records.group_day")
     timers.wrap(engine, "refresh_sources", "indicators.refresh_sources")
-    timers.wrap(engine, "_day_payload", "indicators.payload")
-    timers.wrap(engine, "_record_parts", "indicators.payload")
+    timers.wrap(payloads, "day_payload", "indicators.payload")
+    timers.wrap(payloads, "record_parts", "indicators.payload")
     timers.wrap(engine, "apply_difference", "indicators.apply_difference")
     timers.wrap(engine.Aggregator, "add", "indicators.aggregate")
     return timers

@@ -450,9 +450,9 @@ def test_recompute_mends_what_was_tampered_with_and_then_writes_nothing(app, cli
     lock and mends the same."""
     from sqlalchemy import delete, event, insert, update
 
-    from fieldsync.indicators import engine, recompute
+    from fieldsync.indicators import recompute, reconcile
     from fieldsync.models import IndicatorMember, IndicatorSource, IndicatorValue
-    monkeypatch.setattr(engine, "MEND_IN_MEMORY", kept)
+    monkeypatch.setattr(reconcile, "MEND_IN_MEMORY", kept)
     send(client, phones, "chinek", "seminar_attendance", seminar(participant=people("Aigul Asanova", "Bakyt Osmonov")))
     send(client, phones, "chinek", "seminar_attendance", seminar(event_date="2026-11-25", participant=people("Aigul Asanova")))
     send(client, phones, "chinek", "consultation_log", consultation())
@@ -492,7 +492,7 @@ def test_recompute_mends_what_was_tampered_with_and_then_writes_nothing(app, cli
                          .values(merged_into=trace[1][0], merge_reason="tampered"))
         assert tables() != before
         tries = []
-        monkeypatch.setattr(engine, "_reconcile", lambda defs, limit, real=engine._reconcile: (
+        monkeypatch.setattr(reconcile, "_reconcile", lambda defs, limit, real=reconcile._reconcile: (
             tries.append(limit), real(defs, limit))[1])
         run = recompute("test")
         assert run.drift == 3, run.details  # the changed, the removed and the added cell
@@ -517,15 +517,15 @@ def test_recompute_mends_what_was_tampered_with_and_then_writes_nothing(app, cli
 
 def _during_the_reconcile(monkeypatch, action):
     """Run `action` once, while the recompute is computing (after its first record source)."""
-    from fieldsync.indicators import engine
-    real = engine._submission_parts
+    from fieldsync.indicators import reconcile
+    real = reconcile._submission_parts
 
     def payloads(defs, *args):
         for i, item in enumerate(real(defs, *args)):
             if i == 0:
                 action()
             yield item
-    monkeypatch.setattr(engine, "_submission_parts", payloads)
+    monkeypatch.setattr(reconcile, "_submission_parts", payloads)
 
 
 @pytest.mark.skipif(backend() != "sqlite", reason="PostgreSQL never held a single write lock")

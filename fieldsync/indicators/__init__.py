@@ -11,7 +11,8 @@ import logging
 
 from ..signals import submissions_changed
 from . import worker
-from .engine import definitions, process_pending, recompute, refresh_sources
+from .engine import definitions, process_pending, refresh_sources
+from .reconcile import recompute
 
 log = logging.getLogger(__name__)
 
