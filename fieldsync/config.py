@@ -29,6 +29,7 @@ ENV_KEYS = {
     "PROJECT_NAME": str,
     "SCHEDULER": str,
     "RECONCILE_MINUTES": int,
+    "RECOMPUTE_PROCESSES": int,
     "TIMEZONE": str,
 }
 
@@ -48,6 +49,7 @@ def load_settings(instance_path: Path, overrides: dict | None = None) -> dict:
         "PROJECT_NAME": "PHT Kyrgyzstan",
         "SCHEDULER": "off",  # gunicorn.conf.py turns it on in served processes
         "RECONCILE_MINUTES": 60,
+        "RECOMPUTE_PROCESSES": 0,  # processes a large recompute uses; 0: two where there are two cores
         "TIMEZONE": "Asia/Bishkek",  # how the web app shows times; stored times are UTC
     }
     config_file = instance_path / "config.toml"

@@ -440,22 +440,37 @@ def test_the_full_recompute_groups_every_day_as_the_incremental_path_does(app, c
         db.session.remove()
 
 
-@pytest.mark.parametrize("kept", [50_000, 0], ids=["from-snapshot", "too-much-to-keep"])
+@pytest.mark.parametrize("kept, helper", [(50_000, None), (0, None), (50_000, "works"), (50_000, "fails")],
+                         ids=["from-snapshot", "too-much-to-keep", "shared-with-a-helper", "helper-fails"])
 def test_recompute_mends_what_was_tampered_with_and_then_writes_nothing(app, client, phones, coordinator,
-                                                                        monkeypatch, kept):
+                                                                        monkeypatch, caplog, kept, helper):
     """The recompute writes only the sources, cells and members that differ from what it
     computes: whatever was changed, removed or added by hand is put right (and the changed
     cells are the reported drift), and a second recompute has nothing to write. With no room
     to keep differences (kept=0) a reconcile from a snapshot starts again under the write
-    lock and mends the same."""
+    lock and mends the same. Shared with a helper process (each grantee a group of its own),
+    it finds and mends the same; if the helper fails, this process does its share."""
+    import logging
+    import sys
+
     from sqlalchemy import delete, event, insert, update
 
     from fieldsync.indicators import recompute, reconcile
     from fieldsync.models import IndicatorMember, IndicatorSource, IndicatorValue
     monkeypatch.setattr(reconcile, "MEND_IN_MEMORY", kept)
+    if helper:
+        monkeypatch.setattr(reconcile, "GROUP_RECORDS", 1)
+        monkeypatch.setattr(reconcile, "PARALLEL_RECORDS", 0)
+        monkeypatch.setitem(app.config["FIELDSYNC"], "RECOMPUTE_PROCESSES", 2)
+        if helper == "fails":  # a helper process that dies before it answers
+            monkeypatch.setattr(reconcile, "_helper_command", lambda: [sys.executable, "-c", "raise SystemExit(3)"])
+        caplog.set_level(logging.INFO, logger="fieldsync.indicators.reconcile")
     send(client, phones, "chinek", "seminar_attendance", seminar(participant=people("Aigul Asanova", "Bakyt Osmonov")))
     send(client, phones, "chinek", "seminar_attendance", seminar(event_date="2026-11-25", participant=people("Aigul Asanova")))
     send(client, phones, "chinek", "consultation_log", consultation())
+    if helper:  # a second grantee, so that there are two groups to share
+        send(client, phones, "tomo", "seminar_attendance", seminar(grantee="tomo", participant=people("Nurlan Tokonov")))
+        send(client, phones, "tomo", "consultation_log", {**consultation(), "grantee": "tomo"})
     values_, members, sources = IndicatorValue.__table__, IndicatorMember.__table__, IndicatorSource.__table__
 
     def tables():
@@ -470,35 +485,43 @@ def test_recompute_mends_what_was_tampered_with_and_then_writes_nothing(app, cli
     with app.app_context():
         before = tables()
         cells, member_rows, source_rows, trace = before
-        assert len(cells) > 3 and len(member_rows) > 2 and len(source_rows) == 3
-        first, second = cells[0], cells[1]
-        grantee = first[1]
+        assert len(cells) > 3 and len(member_rows) > 2 and len(source_rows) == (5 if helper else 3)
+        grantees = sorted({cell[1] for cell in cells})
+        assert len(grantees) == (2 if helper else 1)
         with db.engine.begin() as conn:
-            conn.execute(update(values_).where(values_.c.indicator == first[0], values_.c.period == first[3],
-                                               values_.c.coc == first[4], values_.c.scope == first[2])
-                         .values(total=first[5] + 5))
-            conn.execute(delete(values_).where(values_.c.indicator == second[0], values_.c.period == second[3],
-                                               values_.c.coc == second[4], values_.c.scope == second[2]))
-            conn.execute(insert(values_).values(indicator="events_held", grantee_id=grantee, scope="all",
-                                                period="1999", coc="total", total=7, weight=0))
-            conn.execute(update(members).where(members.c.member == member_rows[0][4]).values(months='{"1999-01": 3}'))
-            conn.execute(delete(members).where(members.c.member == member_rows[1][4]))
-            conn.execute(insert(members).values(indicator="unique_participants", grantee_id=grantee, scope="all",
-                                                coc="total", member="nobody|1990|kant", months='{"1999-01": 1}'))
+            for grantee in grantees:  # (each in a group of its own when shared with a helper)
+                first, second = [cell for cell in cells if cell[1] == grantee][:2]
+                mine = [row for row in member_rows if row[1] == grantee]
+                conn.execute(update(values_).where(values_.c.indicator == first[0], values_.c.period == first[3],
+                                                   values_.c.coc == first[4], values_.c.scope == first[2],
+                                                   values_.c.grantee_id == grantee).values(total=first[5] + 5))
+                conn.execute(delete(values_).where(values_.c.indicator == second[0], values_.c.period == second[3],
+                                                   values_.c.coc == second[4], values_.c.scope == second[2],
+                                                   values_.c.grantee_id == grantee))
+                conn.execute(insert(values_).values(indicator="events_held", grantee_id=grantee, scope="all",
+                                                    period="1999", coc="total", total=7, weight=0))
+                conn.execute(update(members).where(members.c.member == mine[0][4], members.c.grantee_id == grantee)
+                             .values(months='{"1999-01": 3}'))
+                conn.execute(delete(members).where(members.c.member == mine[1][4], members.c.grantee_id == grantee))
+                conn.execute(insert(members).values(indicator="unique_participants", grantee_id=grantee, scope="all",
+                                                    coc="total", member="nobody|1990|kant", months='{"1999-01": 1}'))
             conn.execute(update(sources).where(sources.c.key == source_rows[0][0]).values(payload="[]"))
             conn.execute(delete(sources).where(sources.c.key == source_rows[1][0]))
+            conn.execute(update(sources).where(sources.c.key == source_rows[-1][0]).values(payload="[]"))
             conn.execute(insert(sources).values(key="sub:999999", payload='[["s"]]'))
-            conn.execute(update(Event.__table__).where(Event.__table__.c.instance_id == trace[0][0])
-                         .values(merged_into=trace[1][0], merge_reason="tampered"))
+            conn.execute(update(Event.__table__).values(merged_into=trace[1][0], merge_reason="tampered"))  # every event
         assert tables() != before
         tries = []
         monkeypatch.setattr(reconcile, "_reconcile", lambda defs, limit, real=reconcile._reconcile: (
             tries.append(limit), real(defs, limit))[1])
         run = recompute("test")
-        assert run.drift == 3, run.details  # the changed, the removed and the added cell
+        assert run.drift == 3 * len(grantees), run.details  # the changed, the removed and the added cell
         if backend() == "sqlite":  # from a snapshot first; again under the lock when it is too much
             assert tries == ([kept] if kept else [kept, None])
         assert tables() == before
+        if helper:
+            assert "2 groups of grantees, 1 of them in 1 helper process(es)" in caplog.text
+            assert ("a reconcile helper failed" in caplog.text) == (helper == "fails")
 
         writes = []
 

@@ -9,11 +9,17 @@ import contextlib
 import gc
 import json
 import logging
+import os
+import pickle
+import subprocess
+import sys
 
+from flask import current_app
 from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.orm import selectinload
 
-from ..extensions import db, exclusive_turn, plain_rows, plain_stream, write_transaction
+from ..config import PROJECT_ROOT
+from ..extensions import db, exclusive_turn, plain_rows, plain_stream, sqlite_database_file, write_transaction
 from ..models import (Event, IndicatorMember, IndicatorSource, IndicatorValue, PendingRecord, ReconcileRun,
                       Submission, SubmissionDef, utcnow)
 from ..records import store
@@ -102,12 +108,12 @@ def _event_payloads(defs: Definitions, days: store.EveryDay, grantees: list[int]
 
 # The reconcile works through the grantees in groups of about this many records, so that what
 # it holds (sums, member references, stored cells) follows a group, not the whole programme.
-GROUP_RECORDS = 50_000
+GROUP_RECORDS = 25_000
 
 
-def _grantee_groups(size: int) -> list[list[int]]:
+def _grantee_groups(size: int) -> list[tuple[list[int], int]]:
     """Every grantee with records or stored values, in id order, in groups of about `size`
-    records (a grantee with more is a group of its own)."""
+    records (a grantee with more is a group of its own), each with its number of records."""
     counts: dict[int, int] = {}
     for model in (Event, *(model for _source, model, _date in SUB_TABLES)):
         table = model.__table__
@@ -120,11 +126,22 @@ def _grantee_groups(size: int) -> list[list[int]]:
     groups, group, records = [], [], 0
     for grantee_id in sorted(counts):
         if group and records + counts[grantee_id] > size:
-            groups.append(group)
+            groups.append((group, records))
             group, records = [], 0
         group.append(grantee_id)
         records += counts[grantee_id]
-    return groups + ([group] if group else [])
+    return groups + ([(group, records)] if group else [])
+
+
+def _shares(groups: list[tuple[list[int], int]], ways: int) -> list[list[list[int]]]:
+    """The groups dealt into `ways` shares of about equal records, largest groups first."""
+    shares: list[list[list[int]]] = [[] for _ in range(ways)]
+    records = [0] * ways
+    for group, size in sorted(groups, key=lambda item: -item[1]):
+        least = records.index(min(records))
+        shares[least].append(group)
+        records[least] += size
+    return shares
 
 
 class _Seen:
@@ -143,6 +160,14 @@ class _Seen:
             self.bits[number >> 3] |= 1 << (number & 7)
         else:
             self.days.add(key)
+
+    def absorb(self, other: "_Seen") -> None:
+        self.days |= other.days
+        if len(other.bits) > len(self.bits):
+            self.bits.extend(bytes(len(other.bits) - len(self.bits)))
+        for i, byte in enumerate(other.bits):
+            if byte:
+                self.bits[i] |= byte
 
     def __contains__(self, key: str) -> bool:
         if key.startswith("sub:"):
@@ -269,6 +294,26 @@ class _Mend:
         self.new_members.update(refs)
         self._written_or_kept()
 
+    def portable(self) -> dict:
+        """What this reconcile found (differences, counts, drift, merge trace and candidates),
+        to send from a helper process to the one that writes (see `absorb`)."""
+        return {"source_inserts": self.source_inserts, "source_updates": self.source_updates,
+                "cell_inserts": self.cell_inserts, "cell_updates": self.cell_updates,
+                "gone_cells": self.gone_cells, "member_updates": self.member_updates,
+                "gone_members": self.gone_members, "new_members": self.new_members, "cells": self.cells,
+                "drift": self.drift, "trace": self.days.trace, "found": self.days.found, "ids": self.days.ids}
+
+    def absorb(self, found: dict) -> None:
+        for name in ("source_inserts", "source_updates", "cell_inserts", "cell_updates", "gone_cells",
+                     "member_updates", "gone_members", "drift"):
+            getattr(self, name).extend(found[name])
+        self.new_members.update(found["new_members"])
+        self.cells += found["cells"]
+        self.days.trace.update(found["trace"])
+        self.days.found += found["found"]
+        self.days.ids |= found["ids"]
+        self._written_or_kept()
+
     def write_differences(self) -> None:
         """Every difference kept so far, written (inside a write transaction) and let go."""
         sources, values, members = IndicatorSource.__table__, IndicatorValue.__table__, IndicatorMember.__table__
@@ -296,14 +341,13 @@ class _Mend:
         self.days.write()
 
 
-def _reconcile(defs: Definitions, limit: int | None) -> _Mend:
-    """Every source computed again from the records and compared with what is stored (see
-    `_Mend`), a group of grantees at a time (`_grantee_groups`). Streams: sources are computed
-    one at a time and only their sum is kept (plus each distinct member's months), so memory
-    follows the number of cells and members of the largest group rather than the number of
+def _reconcile_groups(defs: Definitions, mend: _Mend, seen: _Seen, groups: list[list[int]]) -> None:
+    """The sources, cells and members of these groups of grantees computed again from the
+    records and compared with what is stored, one group at a time. Streams: sources are
+    computed one at a time and only their sum is kept (plus each distinct member's months),
+    so memory follows the cells and members of a group rather than the number of
     submissions."""
-    mend, seen = _Mend(limit), _Seen()
-    for grantees in _grantee_groups(GROUP_RECORDS):
+    for grantees in groups:
         sums, batch = _Sums(), []
 
         def keep(key: str, encoded: str) -> None:
@@ -324,9 +368,121 @@ def _reconcile(defs: Definitions, limit: int | None) -> _Mend:
         mend.compare_cells(grantees, aggregator.cells())
         mend.compare_members(grantees, aggregator.refs)
         del sums, aggregator
+
+
+# A reconcile of at least this many records shares its groups with helper processes (as many
+# as `RECOMPUTE_PROCESSES` allows, one less than it names): each computes its share's
+# differences from the same state of the database and sends them here to be written.
+PARALLEL_RECORDS = 200_000
+
+
+def _helpers_wanted(groups: list[tuple[list[int], int]]) -> int:
+    processes = current_app.config["FIELDSYNC"].get("RECOMPUTE_PROCESSES") or min(2, os.cpu_count() or 1)
+    engine = db.session.get_bind()
+    if engine.dialect.name == "sqlite" and sqlite_database_file(engine) is None:
+        return 0  # a database in memory: no other process can read it
+    if len(groups) < 2 or sum(size for _group, size in groups) < PARALLEL_RECORDS:
+        return 0
+    return max(0, min(processes, len(groups)) - 1)
+
+
+def _reconcile(defs: Definitions, limit: int | None) -> _Mend:
+    """Every source computed again from the records and compared with what is stored (see
+    `_Mend`), a group of grantees at a time (`_grantee_groups`), shared with helper processes
+    for a large programme. A helper that fails or finds too much to keep leaves its share to
+    this process."""
+    mend, seen = _Mend(limit), _Seen()
+    groups = _grantee_groups(GROUP_RECORDS)
+    helpers = _helpers_wanted(groups)
+    if not helpers:
+        _reconcile_groups(defs, mend, seen, [group for group, _size in groups])
+    else:
+        own, *shares = _shares(groups, helpers + 1)
+        log.info("indicator reconcile: %d groups of grantees, %d of them in %d helper process(es)",
+                 len(groups), sum(len(share) for share in shares), helpers)
+        snapshot = None
+        if db.session.get_bind().dialect.name == "postgresql":
+            # The helpers read the database as this transaction sees it (its lock included).
+            snapshot = db.session.execute(text("SELECT pg_export_snapshot()")).scalar_one()
+        settings = {"INSTANCE_PATH": current_app.instance_path, **current_app.config["FIELDSYNC"],
+                    "SCHEDULER": "off"}
+        started = [_Helper({"settings": settings, "groups": share, "snapshot": snapshot,
+                            "limit": MEND_IN_MEMORY if limit is None else limit}) for share in shares]
+        try:
+            _reconcile_groups(defs, mend, seen, own)
+            for share, helper in zip(shares, started):
+                try:
+                    found = helper.result()
+                except Exception:
+                    log.exception("a reconcile helper failed; its share is computed here")
+                    found = None
+                if found is None:
+                    _reconcile_groups(defs, mend, seen, share)
+                else:
+                    mend.absorb(found["mend"])
+                    seen.absorb(found["seen"])
+        finally:
+            for helper in started:
+                helper.stop()
     mend.compare_stale_sources(seen)
     mend.drift.sort()
     return mend
+
+
+def _helper_command() -> list[str]:
+    return [sys.executable, "-m", "fieldsync.indicators.helper"]
+
+
+class _Helper:
+    """A helper process (`helper.py`, a fresh interpreter: never a fork of this one, which may
+    have threads) computing a share of the groups; started at once, its result read later.
+    The request and the result cross its stdin and stdout pickled: it is our own process."""
+
+    def __init__(self, request: dict):
+        self.process = subprocess.Popen(_helper_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        cwd=str(PROJECT_ROOT))
+        self.process.stdin.write(pickle.dumps(request))
+        self.process.stdin.close()
+
+    def result(self):
+        """What `compute_share` returned (None: too much to keep); raises if the helper failed."""
+        output = self.process.stdout.read()
+        code = self.process.wait()
+        if code != 0:
+            raise RuntimeError(f"the reconcile helper exited with status {code}")
+        return pickle.loads(output)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process.stdout.close()
+
+
+def compute_share(settings: dict, groups: list[list[int]], snapshot: str | None, limit: int) -> dict | None:
+    """In a helper process: what `_Mend.portable` gives and the sources seen, for these groups
+    of grantees, read from the same state as the reconcile that asked (on PostgreSQL its
+    exported snapshot; on SQLite the state that its `indicators` turn keeps still); None when
+    they differ by more than `limit` rows."""
+    from .. import create_app
+    app = create_app(dict(settings))
+    with app.app_context():
+        try:
+            if snapshot is not None:
+                if not all(c in "0123456789ABCDEFabcdef-" for c in snapshot):
+                    raise ValueError(f"not a snapshot id: {snapshot!r}")
+                db.session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+                db.session.execute(text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))
+            mend, seen = _Mend(limit), _Seen()
+            with _collector_paused():
+                _reconcile_groups(definitions(), mend, seen, groups)
+            return {"mend": mend.portable(), "seen": seen}
+        except _TooMuchToMend:
+            return None
+        finally:
+            db.session.rollback()
+            db.session.remove()
+            db.engine.dispose()
 
 
 @contextlib.contextmanager
