@@ -5,8 +5,9 @@ A *payload* is the sorted list of contributions one source makes:
 - `["m", indicator, grantee_id, scope, month, coc, member]` for distinct counts.
 `month` is `YYYYMM` (or `""` for an undated record, which counts only in the all-time value).
 `Aggregator` sums payloads into cell values; the incremental engine (the difference of two
-payloads' sums) and the full recompute (the sum of every payload) both rest on it and on
-`contributions_in`, which is why they cannot disagree.
+payloads' sums) and the full recompute (the sum of every payload) both rest on it and on the
+same payload functions (`contributions_in` for event days, `RecordContributions` for the
+records of other forms), which is why they cannot disagree.
 """
 import ast
 import operator
