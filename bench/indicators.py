@@ -159,7 +159,7 @@ def time_recomputes(args, app, url, timers, n) -> dict:
 COPIED = {
     "grantees": {"id": "id + {off_grantees}", "code": "code || '-r{k}'", "name": "name || ' (copy {k})'"},
     "submissions": {"id": "id + {off_submissions}", "grantee_id": "grantee_id + {off_grantees}",
-                    "instance_id": "instance_id || '-r{k}'", "current_def_id": "current_def_id + {off_submission_defs}"},
+                    "instance_id": "instance_id || '-r{k}'", "current_def_id": "NULL"},  # set after (see below)
     "submission_defs": {"id": "id + {off_submission_defs}", "submission_id": "submission_id + {off_submissions}",
                         "instance_id": "instance_id || '-r{k}'"},
     "events": {"id": "id + {off_events}", "submission_id": "submission_id + {off_submissions}",
@@ -187,7 +187,6 @@ def replicate(copies: int) -> None:
     tables = db.metadata.tables
     offsets = {f"off_{name}": db.session.execute(text(f"SELECT coalesce(max(id), 0) FROM {name}")).scalar()
                for name in COPIED if "id" in tables[name].columns}
-    db.session.execute(text("PRAGMA defer_foreign_keys = ON"))  # submissions and their defs point at each other
     for k in range(1, copies):
         shifted = {name: value * k for name, value in offsets.items()}
         for name, changes in COPIED.items():
@@ -197,11 +196,71 @@ def replicate(copies: int) -> None:
             db.session.execute(text(f"INSERT INTO {name} ({quoted}) SELECT {', '.join(values)} FROM {name}"
                                     + (f" WHERE id <= {offsets[f'off_{name}']}" if f"off_{name}" in offsets
                                        else " WHERE key NOT LIKE '%#r%'")))
+        # Submissions and their versions point at each other: the copies' pointers are set last
+        # (deferred foreign keys instead cost a scan of submissions for every version inserted).
+        low, high = shifted["off_submissions"], shifted["off_submissions"] + offsets["off_submissions"]
+        db.session.execute(text(
+            "UPDATE submissions SET current_def_id = (SELECT original.current_def_id FROM submissions AS original"
+            f" WHERE original.id = submissions.id - {low}) + {shifted['off_submission_defs']}"
+            f" WHERE id > {low} AND id <= {high}"))
     db.session.commit()
 
 
+def time_incremental(args, rng, xml, people, timers) -> dict:
+    """One new seminar (then one consultation) processed alone `--reps` times, then batches."""
+    from fieldsync import indicators
+    from fieldsync.extensions import db
+    incremental = {}
+    for kind in ("seminar_attendance", "consultation_log"):
+        samples, splits = [], []
+        for _ in range(args.reps):
+            items = list(common.mixed_items(rng, 1, {kind: 1.0}, args.participants, xml, people))
+            common.bulk_insert(iter(items), queue=True)
+            db.session.remove()
+            timers.reset()
+            started = time.perf_counter()
+            assert indicators.process_pending() == 1
+            samples.append((time.perf_counter() - started) * 1000)
+            splits.append({k: v["seconds"] * 1000 for k, v in timers.snapshot().items()})
+            db.session.remove()
+        batch = []
+        for _ in range(3):
+            items = list(common.mixed_items(rng, args.batch, {kind: 1.0}, args.participants, xml, people))
+            common.bulk_insert(iter(items), queue=True)
+            db.session.remove()
+            started = time.perf_counter()
+            assert indicators.process_pending() == args.batch
+            batch.append((time.perf_counter() - started) * 1000 / args.batch)
+            db.session.remove()
+        incremental[kind] = {
+            "median_ms": statistics.median(samples), "p95_ms": common.percentile(samples, 0.95),
+            "min_ms": min(samples), "samples_ms": samples,
+            "batch": args.batch, "batch_per_submission_ms": statistics.median(batch), "batch_samples_ms": batch,
+            "split_median_ms": {k: statistics.median(s[k] for s in splits) for k in splits[0]}}
+    return incremental
+
+
+def copy_records(copies: int) -> dict:
+    """`replicate`, then the recompute that writes the copies' values; both timed."""
+    from fieldsync import indicators
+    from fieldsync.extensions import db
+    started = time.perf_counter()
+    replicate(copies)
+    copy_seconds = time.perf_counter() - started
+    db.session.remove()
+    started = time.perf_counter()
+    run = indicators.recompute("bench-copies")  # writes the copies' sources, cells and members
+    copied = {"copies": copies, "copy_seconds": copy_seconds, "values_seconds": time.perf_counter() - started,
+              "cells_new": run.drift}
+    db.session.remove()
+    print(f"copied {copies - 1} times in {copy_seconds:.1f} s, their values written "
+          f"in {copied['values_seconds']:.1f} s", flush=True)
+    return copied
+
+
 def existing_instance(args) -> dict:
-    """--instance: the recompute timed on a kept instance (nothing built, nothing added)."""
+    """--instance: the recompute timed on a kept instance (nothing built); with --copies, the
+    instance's records copied first (in place); with --reps, the incremental cost after."""
     from pathlib import Path
 
     from sqlalchemy import func, select
@@ -212,15 +271,24 @@ def existing_instance(args) -> dict:
     url = f"sqlite:///{folder / 'fieldsync.db'}"
     app = common.make_app(folder, url)
     with app.app_context():
+        copied = copy_records(args.copies) if args.copies > 1 else None
         counts = {k: db.session.scalar(select(func.count()).select_from(m)) for k, m in (
             ("submissions", Submission), ("events", Event), ("participants", Participant), ("persons", Person),
             ("indicator_values", IndicatorValue))}
         db.session.remove()
         n = counts["submissions"]
-        recompute = time_recomputes(args, app, url, instrument(), n)
-    return {"n": n, "instance": str(folder), "load_seconds": None, "counts": counts,
-            "process_pending": None, "recompute": recompute, "recompute_rebuild": None, "incremental": {},
-            "drift_after_incremental": 0, "peak_rss_mb": common.peak_rss_mb()}
+        timers = instrument()
+        recompute = time_recomputes(args, app, url, timers, n)
+        incremental, final_drift = {}, 0
+        if args.reps:
+            rng = random.Random(args.seed + n)
+            incremental = time_incremental(args, rng, common.builders(), common.grantees(), timers)
+            timers.restore()
+            from fieldsync import indicators
+            final_drift = indicators.recompute("bench").drift
+    return {"n": n, "instance": str(folder), "load_seconds": None, "counts": counts, "copied": copied,
+            "process_pending": None, "recompute": recompute, "recompute_rebuild": None, "incremental": incremental,
+            "drift_after_incremental": final_drift, "peak_rss_mb": common.peak_rss_mb()}
 
 
 def one_size(args, n: int) -> dict:
@@ -259,19 +327,7 @@ def one_size(args, n: int) -> dict:
             pending_split = timers.snapshot()
             db.session.remove()
             print(f"N={n}: {args.build} built {done} in {pending_seconds:.1f} s", flush=True)
-            copied = None
-            if args.copies > 1:
-                started = time.perf_counter()
-                replicate(args.copies)
-                copy_seconds = time.perf_counter() - started
-                db.session.remove()
-                started = time.perf_counter()
-                run = indicators.recompute("bench-copies")  # writes the copies' sources, cells and members
-                copied = {"copies": args.copies, "copy_seconds": copy_seconds,
-                          "values_seconds": time.perf_counter() - started, "cells_new": run.drift}
-                db.session.remove()
-                print(f"N={n}: copied {args.copies - 1} times in {copy_seconds:.1f} s, their values written "
-                      f"in {copied['values_seconds']:.1f} s", flush=True)
+            copied = copy_records(args.copies) if args.copies > 1 else None
             counts.update({k: db.session.scalar(select(func.count()).select_from(m)) for k, m in (
                 ("submissions", Submission), ("events", Event), ("participants", Participant), ("persons", Person),
                 ("indicator_values", IndicatorValue))})
@@ -288,33 +344,7 @@ def one_size(args, n: int) -> dict:
                 else:
                     recompute = time_recomputes(args, app, url, timers, n)
 
-            incremental = {}
-            for kind in ("seminar_attendance", "consultation_log"):
-                samples, splits = [], []
-                for _ in range(args.reps):
-                    items = list(common.mixed_items(rng, 1, {kind: 1.0}, args.participants, xml, people))
-                    common.bulk_insert(iter(items), queue=True)
-                    db.session.remove()
-                    timers.reset()
-                    started = time.perf_counter()
-                    assert indicators.process_pending() == 1
-                    samples.append((time.perf_counter() - started) * 1000)
-                    splits.append({k: v["seconds"] * 1000 for k, v in timers.snapshot().items()})
-                    db.session.remove()
-                batch = []
-                for _ in range(3):
-                    items = list(common.mixed_items(rng, args.batch, {kind: 1.0}, args.participants, xml, people))
-                    common.bulk_insert(iter(items), queue=True)
-                    db.session.remove()
-                    started = time.perf_counter()
-                    assert indicators.process_pending() == args.batch
-                    batch.append((time.perf_counter() - started) * 1000 / args.batch)
-                    db.session.remove()
-                incremental[kind] = {
-                    "median_ms": statistics.median(samples), "p95_ms": common.percentile(samples, 0.95),
-                    "min_ms": min(samples), "samples_ms": samples,
-                    "batch": args.batch, "batch_per_submission_ms": statistics.median(batch), "batch_samples_ms": batch,
-                    "split_median_ms": {k: statistics.median(s[k] for s in splits) for k in splits[0]}}
+            incremental = time_incremental(args, rng, xml, people, timers)
             timers.restore()
             final_drift = indicators.recompute("bench").drift
         return {"n": n, "load_seconds": load_seconds, "counts": counts, "process_pending": {
