@@ -281,7 +281,7 @@ def existing_instance(args) -> dict:
         recompute = time_recomputes(args, app, url, timers, n)
         incremental, final_drift = {}, 0
         if args.reps:
-            rng = random.Random(args.seed + n)
+            rng = random.Random()  # not the seed that built the instance: its instance ids are taken
             incremental = time_incremental(args, rng, common.builders(), common.grantees(), timers)
             timers.restore()
             from fieldsync import indicators
