@@ -616,3 +616,22 @@ def test_an_update_waits_for_the_reconcile_and_lands_after_it(app, client, phone
     monkeypatch.undo()
     with app.app_context():
         assert recompute("test").drift == 0
+
+
+def test_memo_keys_of_two_record_kinds_never_meet():
+    """The recompute adds each memoised set of count entries once per key, times its records:
+    an assessment and an interview whose fields take the same values must not share a key."""
+    from datetime import date
+
+    from fieldsync.indicators.contributions import RecordContributions
+    from fieldsync.indicators.definitions import parse
+    defs = parse({"needs_assessments": {"name": {"en": "A"}, "terms": [
+                      {"source": "assessment", "kind": "count", "where": {"consent": "yes"}}]},
+                  "interviews_conducted": {"name": {"en": "I"}, "terms": [
+                      {"source": "interview", "kind": "count", "where": {"consent": "yes"}}]}})
+    row = {"consent": "yes", "date": date(2026, 11, 5)}
+    assessment = RecordContributions(defs, "assessment", 10).of(row, 1, ("all",))
+    interview = RecordContributions(defs, "interview", 10).of(row, 1, ("all",))
+    assert assessment[0] is not None and interview[0] is not None
+    assert assessment[0] != interview[0]
+    assert assessment[1] != interview[1]  # different indicators behind them

@@ -207,16 +207,18 @@ class RecordContributions:
     code) and are computed for each record (`own`). The payload is the two merged, sorted."""
 
     def __init__(self, definitions: Definitions, source: str, memo_limit: int = 0):
+        self.source = source
         self.plan = _plan(definitions).get(source) or _SourcePlan([])
         # At most `memo_limit` combinations are kept (a sum over a free number never repeats).
         self.memo: dict[tuple, list[list]] = {}
         self.memo_limit = memo_limit
 
     def of(self, row: dict, grantee_id: int, scopes: tuple) -> tuple[tuple | None, list[list], list[list]]:
-        """(key, shared entries, own entries) of a row (with its `date`); the key is None when
-        the shared entries were not kept in the memo. Entries are shared: never change them."""
+        """(key, shared entries, own entries) of a row (with its `date`); the key (which names
+        the source kind: two kinds' fields may take the same values) is None when the shared
+        entries were not kept in the memo. Entries are shared: never change them."""
         plan, month = self.plan, month_of(row.get("date"))
-        key = (grantee_id, scopes, *plan.key(row, month))
+        key = (self.source, grantee_id, scopes, *plan.key(row, month))
         shared = self.memo.get(key)
         if shared is None:
             shared = sorted(_row_entries(plan.shared, row, month, grantee_id, scopes))
