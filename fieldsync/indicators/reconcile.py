@@ -41,8 +41,8 @@ RECORD_MEMO = 20_000
 def _submission_parts(defs: Definitions, grantees: list[int], size: int = 5000):
     """(source key, (key, shared, own) or None) of the submission sources of these grantees, as
     `source_payload` computes them, but read table by table and grantee by grantee in batches
-    of plain rows (through the index on grantee and submission) instead of a query per
-    submission, with the shared entries memoised across records."""
+    (through the index on grantee and submission) instead of a query per submission, with the
+    shared entries memoised across records."""
     for source, model, date_field in SUB_TABLES:
         table = model.__table__
         computer = RecordContributions(defs, source, RECORD_MEMO)
@@ -68,8 +68,7 @@ class _Sums:
 
     def __init__(self):
         self.aggregator = Aggregator()
-        self.times: dict[tuple, int] = {}
-        self.shared: dict[tuple, list[list]] = {}
+        self.times: dict[tuple, list] = {}  # memo key -> [shared entries, records that have them]
         self.encoded: dict[tuple, str] = {}
 
     def add_payload(self, payload: list[list]) -> str:
@@ -80,9 +79,10 @@ class _Sums:
         """Adds one record's parts; returns its payload encoded ("[]" when it has nothing)."""
         if key is None:
             self.aggregator.add(shared)
+        elif key in self.times:
+            self.times[key][1] += 1
         else:
-            self.times[key] = self.times.get(key, 0) + 1
-            self.shared[key] = shared
+            self.times[key] = [shared, 1]
         if own:
             self.aggregator.add(own)
             return encode(RecordContributions.merged(shared, own))
@@ -94,9 +94,9 @@ class _Sums:
         return encoded
 
     def done(self) -> Aggregator:
-        for key, times in self.times.items():
-            self.aggregator.add(self.shared[key], times)
-        self.times, self.shared, self.encoded = {}, {}, {}
+        for shared, times in self.times.values():
+            self.aggregator.add(shared, times)
+        self.times, self.encoded = {}, {}
         return self.aggregator
 
 
@@ -210,20 +210,25 @@ class _Mend:
     at a time, cells and members a group of grantees at a time), so memory does not follow
     the number of rows however much differs."""
 
+    # The kept differences: lists of rows, and `new_members` (member -> months).
+    DIFFERENCES = ("source_inserts", "source_updates", "stale_sources", "cell_inserts", "cell_updates",
+                   "gone_cells", "member_updates", "gone_members")
+
     def __init__(self, limit: int | None):
         self.limit = limit
-        self.source_inserts, self.source_updates, self.stale_sources = [], [], []
-        self.cell_inserts, self.cell_updates, self.gone_cells = [], [], []
-        self.member_updates, self.gone_members, self.new_members = [], [], {}
+        self._let_go()
         self.days = store.EveryDay()
         self.cells = 0
         self.drift: list = []
         self.written = 0
 
+    def _let_go(self) -> None:
+        for name in self.DIFFERENCES:
+            setattr(self, name, [])
+        self.new_members: dict[tuple, dict] = {}
+
     def _kept(self) -> int:
-        return (len(self.source_inserts) + len(self.source_updates) + len(self.stale_sources)
-                + len(self.cell_inserts) + len(self.cell_updates) + len(self.gone_cells)
-                + len(self.member_updates) + len(self.gone_members) + len(self.new_members))
+        return sum(len(getattr(self, name)) for name in self.DIFFERENCES) + len(self.new_members)
 
     def _written_or_kept(self) -> None:
         if self.limit is None:
@@ -297,15 +302,12 @@ class _Mend:
     def portable(self) -> dict:
         """What this reconcile found (differences, counts, drift, merge trace and candidates),
         to send from a helper process to the one that writes (see `absorb`)."""
-        return {"source_inserts": self.source_inserts, "source_updates": self.source_updates,
-                "cell_inserts": self.cell_inserts, "cell_updates": self.cell_updates,
-                "gone_cells": self.gone_cells, "member_updates": self.member_updates,
-                "gone_members": self.gone_members, "new_members": self.new_members, "cells": self.cells,
-                "drift": self.drift, "trace": self.days.trace, "found": self.days.found, "ids": self.days.ids}
+        return {**{name: getattr(self, name) for name in self.DIFFERENCES}, "new_members": self.new_members,
+                "cells": self.cells, "drift": self.drift, "trace": self.days.trace, "found": self.days.found,
+                "ids": self.days.ids}
 
     def absorb(self, found: dict) -> None:
-        for name in ("source_inserts", "source_updates", "cell_inserts", "cell_updates", "gone_cells",
-                     "member_updates", "gone_members", "drift"):
+        for name in (*self.DIFFERENCES, "drift"):
             getattr(self, name).extend(found[name])
         self.new_members.update(found["new_members"])
         self.cells += found["cells"]
@@ -332,9 +334,7 @@ class _Mend:
         Writer(members, MEMBER_KEY + ("months",)).write(
             (*member, encode(months)) for member, months in self.new_members.items())
         self.written += self._kept()
-        self.source_inserts, self.source_updates, self.stale_sources = [], [], []
-        self.cell_inserts, self.cell_updates, self.gone_cells = [], [], []
-        self.member_updates, self.gone_members, self.new_members = [], [], {}
+        self._let_go()
 
     def write(self) -> None:
         self.write_differences()
@@ -347,6 +347,11 @@ def _reconcile_groups(defs: Definitions, mend: _Mend, seen: _Seen, groups: list[
     computed one at a time and only their sum is kept (plus each distinct member's months),
     so memory follows the cells and members of a group rather than the number of
     submissions."""
+    with _collector_paused():
+        _compare_groups(defs, mend, seen, groups)
+
+
+def _compare_groups(defs: Definitions, mend: _Mend, seen: _Seen, groups: list[list[int]]) -> None:
     for grantees in groups:
         sums, batch = _Sums(), []
 
@@ -474,8 +479,7 @@ def compute_share(settings: dict, groups: list[list[int]], snapshot: str | None,
                 db.session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
                 db.session.execute(text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))
             mend, seen = _Mend(limit), _Seen()
-            with _collector_paused():
-                _reconcile_groups(definitions(), mend, seen, groups)
+            _reconcile_groups(definitions(), mend, seen, groups)
             return {"mend": mend.portable(), "seen": seen}
         except _TooMuchToMend:
             return None
@@ -524,8 +528,7 @@ def recompute(trigger: str = "manual", rebuild_records: bool = False) -> Reconci
         if excluded and not rebuild_records:
             try:
                 db.session.commit()  # the reads below start one fresh read transaction: one snapshot
-                with _collector_paused():
-                    mend = _reconcile(defs, MEND_IN_MEMORY)
+                mend = _reconcile(defs, MEND_IN_MEMORY)
             except _TooMuchToMend:
                 pass  # mend stays None: started again below, under the write lock
         with write_transaction():
@@ -539,8 +542,7 @@ def recompute(trigger: str = "manual", rebuild_records: bool = False) -> Reconci
                 if rebuild_records:
                     _rebuild_all()
                     db.session.execute(delete(PendingRecord))
-                with _collector_paused():
-                    mend = _reconcile(defs, None)
+                mend = _reconcile(defs, None)
             mend.write()
             run = ReconcileRun(trigger=trigger, started_at=started, cells=mend.cells, drift=len(mend.drift),
                                details=json.dumps(mend.drift[:100], default=str), finished_at=utcnow())
