@@ -92,14 +92,17 @@ def canonical_persons(keys) -> dict[str, str]:
     return {k: found.get(k, k) for k in keys}
 
 
-def event_decisions(instance_ids) -> dict[tuple[str, str], str]:
-    ids = list(instance_ids)
-    if len(ids) < 2:
-        return {}
-    rows = db.session.execute(select(DuplicateCandidate.key_a, DuplicateCandidate.key_b, DuplicateCandidate.status)
-                              .where(DuplicateCandidate.kind == "event", DuplicateCandidate.key_a.in_(ids),
-                                     DuplicateCandidate.status.in_((MERGED, NOT_DUPLICATE)))).all()
-    return {(a, b): status for a, b, status in rows}
+def event_decisions(instance_ids=None) -> dict[tuple[str, str], str]:
+    """The coordinators' decisions on event pairs whose first event is one of `instance_ids`
+    (every decision when None)."""
+    query = select(DuplicateCandidate.key_a, DuplicateCandidate.key_b, DuplicateCandidate.status).where(
+        DuplicateCandidate.kind == "event", DuplicateCandidate.status.in_((MERGED, NOT_DUPLICATE)))
+    if instance_ids is not None:
+        ids = list(instance_ids)
+        if len(ids) < 2:
+            return {}
+        query = query.where(DuplicateCandidate.key_a.in_(ids))
+    return {(a, b): status for a, b, status in db.session.execute(query)}
 
 
 _PARTICIPANTS, _PERSONS = Participant.__table__, Person.__table__
@@ -213,9 +216,7 @@ class EveryDay:
         self.merged: dict[str, str] = {}
 
     def _load_decisions(self) -> None:
-        self.decided = {(a, b): status for a, b, status in db.session.execute(
-            select(DuplicateCandidate.key_a, DuplicateCandidate.key_b, DuplicateCandidate.status).where(
-                DuplicateCandidate.kind == "event", DuplicateCandidate.status.in_((MERGED, NOT_DUPLICATE))))}
+        self.decided = event_decisions()
         # The persons a coordinator merged into another (few); everyone else is their own
         # canonical person. Looked up once rather than joined to every participant row, which
         # cost more than the rest of the read.
