@@ -258,23 +258,28 @@ def copy_records(copies: int) -> dict:
     return copied
 
 
+def table_counts() -> dict:
+    from sqlalchemy import func, select
+
+    from fieldsync.extensions import db
+    from fieldsync.models import Event, IndicatorValue, Participant, Person, Submission
+    return {k: db.session.scalar(select(func.count()).select_from(m)) for k, m in (
+        ("submissions", Submission), ("events", Event), ("participants", Participant), ("persons", Person),
+        ("indicator_values", IndicatorValue))}
+
+
 def existing_instance(args) -> dict:
     """--instance: the recompute timed on a kept instance (nothing built); with --copies, the
     instance's records copied first (in place); with --reps, the incremental cost after."""
     from pathlib import Path
 
-    from sqlalchemy import func, select
-
     from fieldsync.extensions import db
-    from fieldsync.models import Event, IndicatorValue, Participant, Person, Submission
     folder = Path(args.instance)
     url = f"sqlite:///{folder / 'fieldsync.db'}"
     app = common.make_app(folder, url)
     with app.app_context():
         copied = copy_records(args.copies) if args.copies > 1 else None
-        counts = {k: db.session.scalar(select(func.count()).select_from(m)) for k, m in (
-            ("submissions", Submission), ("events", Event), ("participants", Participant), ("persons", Person),
-            ("indicator_values", IndicatorValue))}
+        counts = table_counts()
         db.session.remove()
         n = counts["submissions"]
         timers = instrument()
@@ -296,7 +301,7 @@ def one_size(args, n: int) -> dict:
 
     from fieldsync import indicators
     from fieldsync.extensions import db
-    from fieldsync.models import Event, IndicatorValue, Participant, Person, Submission
+    from fieldsync.models import Submission
     rng = random.Random(args.seed + n)
     mix = parse_mix(args.mix)
     instances = common.Instances(args.database, args.keep)
@@ -328,9 +333,7 @@ def one_size(args, n: int) -> dict:
             db.session.remove()
             print(f"N={n}: {args.build} built {done} in {pending_seconds:.1f} s", flush=True)
             copied = copy_records(args.copies) if args.copies > 1 else None
-            counts.update({k: db.session.scalar(select(func.count()).select_from(m)) for k, m in (
-                ("submissions", Submission), ("events", Event), ("participants", Participant), ("persons", Person),
-                ("indicator_values", IndicatorValue))})
+            counts.update(table_counts())
 
             recompute = rebuild = None
             phases = () if args.no_recompute else (False,) if args.build == "recompute" else (False, True)
