@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 from flask import current_app
-from sqlalchemy import bindparam, delete, func, select, text, update
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import selectinload
 
 from ..config import PROJECT_ROOT
@@ -28,7 +28,7 @@ from .contributions import Aggregator, RecordContributions
 from .definitions import Definitions
 from .engine import definitions
 from .payloads import SUB_TABLES
-from .tables import MEMBER_KEY, VALUE_KEY, Writer, chunks, delete_in, encode, set_months, set_payloads
+from .tables import MEMBER_KEY, VALUE_KEY, Writer, chunks, delete_in, encode, set_months, set_payloads, set_totals
 
 log = logging.getLogger(__name__)
 
@@ -325,8 +325,7 @@ class _Mend:
         delete_in(sources.c.key, self.stale_sources, 900)
         Writer(values, VALUE_KEY + ("total", "weight")).write(self.cell_inserts)
         if self.cell_updates:
-            db.session.execute(update(values).where(values.c.id == bindparam("row_id"))
-                               .values(total=bindparam("total"), weight=bindparam("weight")), self.cell_updates)
+            set_totals(self.cell_updates)
         delete_in(values.c.id, self.gone_cells, 900)
         for chunk in chunks(self.member_updates, 5000):
             set_months(chunk)

@@ -7,7 +7,7 @@ import orjson
 from sqlalchemy import bindparam, delete, insert, select, update
 
 from ..extensions import db
-from ..models import IndicatorMember, IndicatorSource
+from ..models import IndicatorMember, IndicatorSource, IndicatorValue
 
 MEMBER_KEY = ("indicator", "grantee_id", "scope", "coc", "member")
 VALUE_KEY = ("indicator", "grantee_id", "scope", "period", "coc")
@@ -35,6 +35,13 @@ def set_payloads(rows: list[dict]) -> None:
     table = IndicatorSource.__table__
     db.session.execute(update(table).where(table.c.key == bindparam("source_key"))
                        .values(payload=bindparam("payload")), rows)
+
+
+def set_totals(rows: list[dict]) -> None:
+    """Cells' values replaced, rows of {"row_id", "total", "weight"}."""
+    table = IndicatorValue.__table__
+    db.session.execute(update(table).where(table.c.id == bindparam("row_id"))
+                       .values(total=bindparam("total"), weight=bindparam("weight")), rows)
 
 
 def set_months(rows: list[dict]) -> None:
