@@ -1,11 +1,12 @@
-"""Person matching with the village registers a thread keeps between transactions: what
+"""Person matching in its two steps (exact keys in the derive transaction, the look-alike
+search queued after it), with the village registers a thread keeps between transactions: what
 another process adds is seen, what a rolled-back transaction added is not trusted, a warm
 register reads no person rows again, and the cache stays within its bound."""
 import pytest
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import create_engine, event, func, select
 
 from fieldsync.extensions import db, write_transaction
-from fieldsync.models import DuplicateCandidate, Person
+from fieldsync.models import DuplicateCandidate, Grantee, PendingPersonMatch, Person
 from fieldsync.records import persons
 from fieldsync.records.derive import person_key
 from fieldsync.records.names import normalise_name
@@ -19,9 +20,12 @@ def participant(name, year=2008, village=VILLAGE):
 
 
 def enrol(*people, village=VILLAGE):
+    """As the derive step does: the exact step in a write transaction, then the search."""
     with write_transaction():
-        return persons.enrol([participant(*p) if isinstance(p, tuple) else participant(p) for p in people],
-                             village, None)
+        new = persons.enrol([participant(*p, village=village) if isinstance(p, tuple) else participant(p, village=village)
+                             for p in people], village, None)
+    persons.match_queued()
+    return new
 
 
 @pytest.fixture
@@ -41,11 +45,13 @@ def other_process(app):
 
 @pytest.fixture
 def person_reads(app):
-    """How many statements read person rows (not counts) since the last reset."""
+    """How many statements read a village's person rows (not counts, not the queued persons'
+    own rows) since the last reset."""
     seen = []
 
     def listen(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().upper().startswith("SELECT") and "persons.display_name" in statement:
+        if (statement.lstrip().upper().startswith("SELECT") and "persons.display_name" in statement
+                and "pending_person_matches" not in statement):
             seen.append(statement)
     with app.app_context():
         event.listen(db.engine, "before_cursor_execute", listen)
@@ -61,16 +67,86 @@ def person_candidates():
 def test_a_warm_register_reads_no_person_rows_and_sees_what_another_process_added(app, other_process, person_reads):
     with app.app_context():
         assert enrol("Aigul Asanova", "Nurlan Toktogulov") == 2
-        assert person_reads == []  # a village with nobody yet: counted, nothing to read
+        assert len(person_reads) == 1  # a village new to this thread: read once
+        person_reads.clear()
         assert enrol("Aigul Asanova", "Kanat Sydykov") == 1  # the first is known already
-        assert person_reads == []  # the copy was current: counted, not read again
+        assert person_reads == []  # the copy was kept current by the insert: counted, not read again
         other_process("Bakyt Osmonov")
-        # The copy is one short of the database: the year is read again, so the exact key is
-        # known and the look-alike is found.
+        # The copy is one short of the database: the year is read again, so the look-alike of
+        # the person another process added is found (the exact one is known by its key).
         assert enrol("Bakyt Osmonov", "Bakyt Osmanov") == 1
         assert len(person_reads) == 1
         assert (normalise_name("Bakyt Osmanov"), normalise_name("Bakyt Osmonov")) in person_candidates()
         assert db.session.scalar(select(Person.key).where(Person.key == participant("Bakyt Osmanov")["person_key"]))
+        assert db.session.scalar(select(func.count()).select_from(PendingPersonMatch)) == 0
+
+
+def test_the_derive_step_reads_no_person_rows_and_queues_the_search(app, other_process):
+    """The transaction that rebuilds records and indicators never reads or counts a village's
+    persons, however many it has: the search for look-alikes is queued for after it."""
+    with app.app_context():
+        for i in range(40):
+            other_process(f"Aigul Asan{'ab'[i % 2]}ova{i}")
+        reads = []
+
+        def listen(conn, cursor, statement, parameters, context, executemany):
+            if statement.lstrip().upper().startswith("SELECT") and "persons" in statement:
+                reads.append(statement)
+        event.listen(db.engine, "before_cursor_execute", listen)
+        try:
+            with write_transaction():
+                assert persons.enrol([participant("Aigul Asanova1"), participant("Aigul Asanova2")], VILLAGE, None) == 2
+        finally:
+            event.remove(db.engine, "before_cursor_execute", listen)
+        assert reads == []
+        assert person_candidates() == set()
+        queued = db.session.scalars(select(PendingPersonMatch.person_key).order_by(PendingPersonMatch.id)).all()
+        assert queued == [participant("Aigul Asanova1")["person_key"], participant("Aigul Asanova2")["person_key"]]
+        assert persons.match_queued() == 2
+        names = person_candidates()
+        assert (normalise_name("Aigul Asanova1"), normalise_name("Aigul Asanova2")) in names
+        assert (normalise_name("Aigul Asanova1"), normalise_name("Aigul Asanova1")) not in names  # never itself
+        assert db.session.scalar(select(func.count()).select_from(PendingPersonMatch)) == 0
+
+
+def test_a_pair_is_found_once_from_the_later_person_with_its_grantee(app):
+    """The earlier person's search skips a look-alike queued after it; the later one's finds
+    the pair and gives it its own grantee, as a search inside its upload's transaction did."""
+    with app.app_context():
+        first, second = db.session.scalars(select(Grantee.id).order_by(Grantee.id).limit(2)).all()
+        with write_transaction():
+            persons.enrol([participant("Bakyt Osmonov")], VILLAGE, first, 101)
+        with write_transaction():
+            persons.enrol([participant("Bakyt Osmanov")], VILLAGE, second, 102)
+        assert persons.match_queued(only=[101]) == 1
+        assert person_candidates() == set()  # the later look-alike waits for its own turn
+        assert persons.match_queued(only=[101]) == 0
+        assert persons.match_queued(only=[102]) == 1
+        [candidate] = db.session.scalars(select(DuplicateCandidate).where(DuplicateCandidate.kind == "person")).all()
+        assert candidate.grantee_id == second and candidate.status == "open"
+
+
+def test_queued_persons_another_process_searched_meanwhile_are_left_to_it(app, monkeypatch):
+    """The search runs outside the write lock; the write transaction claims the queue rows
+    first, and writes nothing for rows another process took between the two."""
+    with app.app_context():
+        with write_transaction():
+            persons.enrol([participant("Bakyt Osmonov"), participant("Bakyt Osmanov")], VILLAGE, None)
+        engine = create_engine(app.config["SQLALCHEMY_DATABASE_URI"])
+        search = persons._search
+
+        def search_then_lose_the_rows(queued):
+            found = search(queued)
+            assert found  # the pair was found
+            with engine.begin() as conn:  # another process claims and finishes them meanwhile
+                conn.execute(PendingPersonMatch.__table__.delete())
+            return found
+        monkeypatch.setattr(persons, "_search", search_then_lose_the_rows)
+        try:
+            assert persons.match_queued() == 2
+        finally:
+            engine.dispose()
+        assert person_candidates() == set()
 
 
 def test_what_a_rolled_back_transaction_added_is_not_trusted(app, other_process):
@@ -112,8 +188,8 @@ def test_a_village_asked_for_once_is_not_kept(app, person_reads):
         enrol("Aigul Asanova", village="naryn")
         assert list(register.blocks) == ["kant", "naryn"]  # kant's second time: kept
         person_reads.clear()
-        assert enrol("Aigul Asanova", village="kant") == 0
-        assert person_reads == []  # and it is used
+        assert enrol("Aigul Asanova", "Dinara Kasymova", village="kant") == 1
+        assert person_reads == []  # and it is used, and kept current by the insert
 
 
 def test_the_register_stays_within_its_bound(app):
@@ -127,10 +203,12 @@ def test_the_register_stays_within_its_bound(app):
         # A village read again after it was let go is as right as before.
         assert enrol("Aigul Asanova", "Kanat Sydykov", village="kant") == 1
         assert list(register.blocks) == ["kant"]
-        # Villages the current transaction has used are kept to its end, whatever the bound.
+        # Villages one search has used are kept to its end, whatever the bound (a backlog's
+        # search keeps what it read, as it would without the register).
         with write_transaction():
             for village in ("naryn", "talas", "kant"):
-                persons.enrol([participant("Aigul Asanova", village=village)], village, None)
-            assert list(register.blocks) == ["naryn", "talas", "kant"]
-        enrol("Kanat Sydykov", village="osh")  # the next transaction trims them
+                persons.enrol([participant("Cholpon Abdieva", village=village)], village, None)
+        assert persons.match_queued() == 3
+        assert list(register.blocks) == ["naryn", "talas", "kant"]
+        enrol("Kanat Sydykov", village="osh")  # the next search trims them
         assert list(register.blocks) == ["osh"]

@@ -16,7 +16,7 @@ from sqlalchemy.orm import joinedload
 
 from ..extensions import db, dialect_insert, exclusive_turn, write_transaction
 from ..models import IndicatorMember, IndicatorSource, IndicatorValue, PendingRecord, Submission, SubmissionDef
-from ..records import store
+from ..records import persons, store
 from .contributions import Aggregator, periods_of
 from .definitions import Definitions, load
 from .payloads import source_payload
@@ -189,13 +189,18 @@ def refresh_sources(keys, defs: Definitions | None = None) -> int:
     return touched
 
 
-def process_pending(limit: int = 10_000, batch: int = 25, only=()) -> int:
+def process_pending(limit: int = 10_000, batch: int = 25, only=(), match_persons: bool = True) -> int:
     """Rebuild records and indicators for queued submissions; returns how many were done.
 
     Each batch is one transaction: its submissions' records are rebuilt, then every source
     they touch is recomputed once. Batches stay small because on SQLite a batch holds the one
     write lock, and devices' uploads wait behind it. Rows another worker has claimed are
     skipped (PostgreSQL). `only` restricts the work to those submissions.
+
+    Then, once the indicator values are committed, the persons those registers brought are
+    searched for look-alikes (`persons.match_queued`, transactions of its own): that search
+    grows with the village, the indicator update must not. `match_persons=False` leaves it
+    queued (a benchmark timing the two apart).
     """
     done = 0
     while done < limit:
@@ -223,4 +228,6 @@ def process_pending(limit: int = 10_000, batch: int = 25, only=()) -> int:
         done += len(claimed)
         if len(claimed) < size:
             break  # the queue (or `only`) is done: no empty transaction to find that out
+    if match_persons:
+        persons.match_queued(only=only)
     return done

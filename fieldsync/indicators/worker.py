@@ -3,7 +3,8 @@
 A request that changes submissions commits them together with their `pending_records` rows,
 then answers (201 for an upload): that commit is all a device waits for. The signal
 `submissions_changed` then hands the submission ids to this process's `DeriveWorker`, which
-processes them moments later in its own transaction. Nothing depends on the thread for
+processes them moments later in its own transaction (then the look-alike search for the
+persons their registers brought, see `records.persons`). Nothing depends on the thread for
 correctness: the queue is the `pending_records` table, so what a killed process (SIGKILL,
 power cut) had not processed yet is still queued, and the scheduled `indicators.pending` job
 (and every worker when it starts) catches it up. Processing a submission twice is harmless:

@@ -7,7 +7,7 @@ from .exports import EXPORT_STATES, ExportJob
 from .forms import FORM_STATES, Form, FormMedia, FormVersion
 from .indicators import IndicatorMember, IndicatorSource, IndicatorValue, JobLock, ReconcileRun, Target
 from .programme import Grantee, Project, Rayon, Region
-from .records import (Assessment, DuplicateCandidate, Event, Interview, Participant, PendingRecord,
+from .records import (Assessment, DuplicateCandidate, Event, Interview, Participant, PendingPersonMatch, PendingRecord,
                       Person, Service)
 from .submissions import REVIEW_STATES, Comment, Submission, SubmissionAttachment, SubmissionDef
 from .users import ROLES, AppUser, LoginAttempt, Session, WebUser
@@ -15,5 +15,5 @@ from .users import ROLES, AppUser, LoginAttempt, Session, WebUser
 __all__ = ["Audit", "Blob", "EXPORT_STATES", "ExportJob", "LoginAttempt", "Form", "FormMedia", "FormVersion", "FORM_STATES", "Grantee", "Project",
            "Rayon", "Region", "ROLES", "REVIEW_STATES", "Comment", "Submission",
            "SubmissionAttachment", "SubmissionDef", "Assessment", "DuplicateCandidate", "Event",
-           "Interview", "Participant", "PendingRecord", "Person", "Service", "IndicatorMember",
+           "Interview", "Participant", "PendingPersonMatch", "PendingRecord", "Person", "Service", "IndicatorMember",
            "IndicatorSource", "IndicatorValue", "JobLock", "ReconcileRun", "Target", "AppUser", "Session", "WebUser", "iso", "utcnow"]

@@ -143,3 +143,17 @@ class PendingRecord(db.Model):
     __tablename__ = "pending_records"
     submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), primary_key=True)
     queued_at = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+
+
+class PendingPersonMatch(db.Model):
+    """A person new to its village, still to be compared with the village's other persons for
+    look-alike candidates: the queue `records.persons.enrol` fills in the derive transaction,
+    so the look-alike search (which grows with the village) is not part of that transaction.
+    Ordered by id, the order persons arrived in: each is compared with those before it."""
+    __tablename__ = "pending_person_matches"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_key: Mapped[str] = mapped_column(ForeignKey("persons.key"), unique=True)
+    grantee_id: Mapped[int | None] = mapped_column(ForeignKey("grantees.id"), nullable=True)
+    # The submission whose register brought the person (no foreign key: a purge may remove
+    # it first), so the derive step can search for the persons of the submissions it built.
+    submission_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)

@@ -3,8 +3,9 @@ services) and record-level deduplication (event merging, person matching, candid
 
 Owns the record tables and `duplicate_candidates`. Pure parts: `derive` (submission values
 -> records), `matching` (the dedup rules), `names` (normalisation). `store` does the
-database side, with `persons` for matching participants against each village's persons (a
-register kept between transactions). May use models and formats; never HTTP, never indicators.
+database side, with `persons` for matching participants against each village's persons:
+exact keys as records are rebuilt, look-alikes from a queue after (a register of villages kept
+between transactions). May use models and formats; never HTTP, never indicators.
 """
 from flask import current_app
 

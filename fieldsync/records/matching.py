@@ -171,9 +171,10 @@ def likely_same(person, others):
     return [others[i] for i in sorted({index for _name, _score, index in hits})]
 
 
-def likely_same_in(person, groups, limit: int = 20) -> list:
+def likely_same_in(person, groups, limit: int = 20, skip=None) -> list:
     """`likely_same` over a block kept as groups of (rows, names, names without spaces): the
-    best `limit` hits of each scorer across all the groups, without copying the block."""
+    best `limit` hits of each scorer across all the groups, without copying the block. Rows
+    for which `skip(row)` is true are left out before the best are chosen."""
     cutoff = FUZZY_CANDIDATE_THRESHOLD - PREFILTER_MARGIN
     squeezed = person.name_key.replace(" ", "")
     chosen = {}
@@ -181,7 +182,9 @@ def likely_same_in(person, groups, limit: int = 20) -> list:
         hits = []
         for g, group in enumerate(groups):
             hits += [(-score, g, index) for _name, score, index in
-                     process.extract(query, group[column], scorer=scorer, limit=limit, score_cutoff=cutoff)]
+                     process.extract(query, group[column], scorer=scorer, limit=None if skip else limit,
+                                     score_cutoff=cutoff)
+                     if skip is None or not skip(group[0][index])]
         for _score, g, index in sorted(hits)[:limit]:
             chosen[(g, index)] = groups[g][0][index]
     return [chosen[k] for k in sorted(chosen)]

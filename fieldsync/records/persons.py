@@ -1,11 +1,19 @@
 """Person matching against each village's register, and the register kept between uploads.
 
-A seminar's participants are matched with the persons already known in their village: an
-exact key is the same person, a look-alike name (same birth year, or any year when one is
-missing) becomes a candidate for a coordinator. Reading a village's persons for every upload
-made an upload's cost grow with the programme, so each thread keeps the villages it has read
-(`Register`, bounded by `MAX_CACHED_PERSONS`) and a transaction trusts its copy only after
-checking it against the database:
+A seminar's participants are matched with the persons already known in their village, in two
+steps:
+
+* `enrol`, inside the transaction that rebuilds the submission's records and indicators: an
+  exact key is the same person; a new key is inserted and queued (`pending_person_matches`).
+  A few indexed statements, whatever the village's size.
+* `match_queued`, after that transaction: each queued person is compared with its village's
+  persons, and a look-alike name (same birth year, or any year when one is missing) becomes a
+  candidate for a coordinator. This grows with the village, which is why it is not part of the
+  indicator update. Candidates change no count until a coordinator merges.
+
+Reading a village's persons for every search made its cost grow with the programme, so each
+thread keeps the villages it has read (`Register`, bounded by `MAX_CACHED_PERSONS`) and a
+transaction trusts its copy only after checking it against the database:
 
 * the persons this thread added in its last transaction are looked up by key (it may have
   rolled back); the years of any that are missing are dropped and read again;
@@ -14,26 +22,27 @@ checking it against the database:
 
 Persons are never deleted and other transactions only add them, so once the copy holds
 nothing the database lacks, equal counts mean equal sets. (A coordinator's merge changes a
-person's `canonical_key`; matching does not read it, see `match`.)
+person's `canonical_key`; matching does not read it.)
 
-Runs inside the caller's write transaction; owns no table of its own (`persons` and the
-person rows of `duplicate_candidates` belong to `records`). Never HTTP, never indicators.
+Owns no table of its own (`persons`, `pending_person_matches` and the person rows of
+`duplicate_candidates` belong to `records`). Never HTTP, never indicators.
 """
 import threading
 import weakref
 from collections import OrderedDict
 from typing import NamedTuple
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import delete, func, insert, or_, select
 
-from ..extensions import db, dialect_insert
-from ..models import DuplicateCandidate, Person
+from ..extensions import db, dialect_insert, write_transaction
+from ..models import DuplicateCandidate, PendingPersonMatch, Person
 from .matching import likely_same_in, person_likeness
 
 # Persons a thread keeps across transactions, over all its villages (the least recently used
 # villages go first). Measured at about 450 bytes each: 50,000 is some 22 MB. In a served
 # process only the derive worker's thread matches persons, so that is one register a process.
 MAX_CACHED_PERSONS = 50_000
+_PERSONS, _QUEUE = Person.__table__, PendingPersonMatch.__table__
 
 
 class PersonRow(NamedTuple):
@@ -177,6 +186,24 @@ class Register:
         return block
 
 
+    def note(self, village_key: str, added: list[PersonRow]) -> None:
+        """Persons the caller's transaction inserted into a village: kept in its block, if the
+        village is kept, so the next search need not read them back (`Block.begin` checks
+        they were committed)."""
+        block = self.blocks.get(village_key)
+        if block is None:
+            return
+        # Called after the insert: a key a rolled-back transaction left in the copy and this
+        # one inserted again looks committed to `begin`; marking it added again has the next
+        # transaction check it once more.
+        block.begin(db.session().get_transaction())
+        for person in added:
+            if person.key in block.keys:
+                block.added[person.key] = person.birth_year
+            else:
+                block.add(person)
+
+
 _local = threading.local()
 
 
@@ -197,35 +224,113 @@ def village_block(village_key: str, birth_years) -> Block:
     return register().block(village_key, set(birth_years))
 
 
-def enrol(participants: list[dict], village_key: str, grantee_id: int | None) -> int:
-    """Match a register's participants against their village and insert the persons that are
-    new; returns how many were. Look-alikes already known become person candidates.
+def enrol(participants: list[dict], village_key: str, grantee_id: int | None,
+          submission_id: int | None = None) -> int:
+    """Insert the persons of a register that are new to their village and queue them for the
+    look-alike search (`match_queued`); returns how many were new.
 
-    A C-speed first pass over the block keeps this cheap in a village with thousands of
-    names; the exact score confirms. A new key is nobody's canonical key (a merge points at
-    an existing person's key), so a look-alike is never one already merged into it.
+    Exact keys only, so the cost is a few indexed statements whatever the village's size: this
+    runs in the transaction that rebuilds the submission's records and indicators. The look-
+    alike search compares with the whole village, so it runs after that transaction.
     """
-    block = village_block(village_key, {p["birth_year"] for p in participants})
-    new, found = [], {}
-    for participant in participants:
-        key = participant["person_key"]
-        if key in block.keys:
-            continue
-        person = PersonRow(key, participant["name_key"], participant["full_name"], participant["birth_year"])
-        for other in likely_same_in(person, block.groups(person.birth_year)):
-            score = person_likeness(person.name_key, other.name_key, person.birth_year, other.birth_year)
-            if score is not None:
-                found[tuple(sorted((key, other.key)))] = (score, _reason(person, other, score))
-        block.add(person)
-        new.append(participant)
-    _record_candidates(found, grantee_id)
+    rows = {}
+    for p in participants:
+        rows.setdefault(p["person_key"], {
+            "key": p["person_key"], "name_key": p["name_key"], "display_name": p["full_name"],
+            "birth_year": p["birth_year"], "village_key": village_key, "canonical_key": p["person_key"]})
+    if not rows:
+        return 0
+    # DO NOTHING: a known person is skipped (and one a concurrent PostgreSQL transaction added
+    # meanwhile); RETURNING names the persons this statement inserted.
+    inserted = set(db.session.scalars(
+        dialect_insert(_PERSONS).on_conflict_do_nothing(index_elements=["key"]).returning(_PERSONS.c.key),
+        list(rows.values())))
+    new = [row for key, row in rows.items() if key in inserted]  # in the register's order
     if new:
-        # DO NOTHING: a PostgreSQL transaction may have added the same person meanwhile.
-        db.session.execute(dialect_insert(Person.__table__).on_conflict_do_nothing(index_elements=["key"]), [
-            {"key": p["person_key"], "name_key": p["name_key"], "display_name": p["full_name"],
-             "birth_year": p["birth_year"], "village_key": village_key, "canonical_key": p["person_key"]}
-            for p in new])
+        db.session.execute(insert(_QUEUE), [
+            {"person_key": row["key"], "grantee_id": grantee_id, "submission_id": submission_id} for row in new])
+        register().note(village_key, [PersonRow(row["key"], row["name_key"], row["display_name"], row["birth_year"])
+                                      for row in new])
     return len(new)
+
+
+class _Queued(NamedTuple):
+    id: int
+    grantee_id: int | None
+    village_key: str
+    person: PersonRow
+
+
+def match_queued(limit: int = 10**9, batch: int = 200, only=()) -> int:
+    """Search look-alikes for queued persons (those of the submissions `only`, or any); returns
+    how many were searched. Look-alikes become person candidates for a coordinator.
+
+    Each person is compared with every person of its village that arrived before it (or the
+    same year and the unknown one, see `Block.groups`); one queued after it is left for its own
+    turn, which compares it with this one, so every pair is found once, from the side of the
+    later person, whose grantee the candidate is given to, as a search inside the derive
+    transaction did. The comparisons run in a read transaction; the candidates are written and
+    the queue rows deleted in a short write transaction that first claims the rows, so what
+    another process claimed meanwhile is left to it and SQLite's write lock is held only for
+    the writes.
+    """
+    done = 0
+    while done < limit:
+        size = min(batch, limit - done)
+        queued = _queued(size, only)
+        if not queued:
+            break
+        found = _search(queued)
+        # Not durable: a lost commit brings the queue rows back and the search is done again.
+        with write_transaction(durable=False):
+            claimed = set(db.session.scalars(select(_QUEUE.c.id).where(
+                _QUEUE.c.id.in_([q.id for q in queued])).with_for_update(skip_locked=True)))
+            if claimed:
+                db.session.execute(delete(_QUEUE).where(_QUEUE.c.id.in_(sorted(claimed))))
+            for grantee_id in {q.grantee_id for q in queued if q.id in claimed}:
+                _record_candidates({pair: (score, reason) for pair, (score, reason, queue_id, grantee) in found.items()
+                                    if queue_id in claimed and grantee == grantee_id}, grantee_id)
+        done += len(queued)
+        if len(queued) < size:
+            break
+    db.session.commit()  # end the last read transaction
+    return done
+
+
+def _queued(size: int, only) -> list[_Queued]:
+    query = select(_QUEUE.c.id, _QUEUE.c.grantee_id, _PERSONS.c.village_key, _PERSONS.c.key, _PERSONS.c.name_key,
+                   _PERSONS.c.display_name, _PERSONS.c.birth_year).join(_PERSONS, _PERSONS.c.key == _QUEUE.c.person_key)
+    if only:
+        query = query.where(_QUEUE.c.submission_id.in_(list(only)))
+    db.session.commit()  # a fresh read transaction: what was committed since is seen
+    return [_Queued(id, grantee, village, PersonRow(*person))
+            for id, grantee, village, *person in db.session.execute(query.order_by(_QUEUE.c.id).limit(size))]
+
+
+def _search(queued: list[_Queued]) -> dict[tuple[str, str], tuple[float, str, int, int | None]]:
+    """The look-alike pairs of these queued persons: {(key, key): (score, reason, queue id,
+    grantee)}, each pair from the side of the person queued later."""
+    by_village: dict[str, list[_Queued]] = {}
+    for q in queued:
+        by_village.setdefault(q.village_key, []).append(q)
+    # Persons still queued in these villages, whichever their submission: each is compared
+    # with the earlier ones in its own turn, so an earlier one skips it.
+    waiting = dict(db.session.execute(select(_QUEUE.c.person_key, _QUEUE.c.id).join(
+        _PERSONS, _PERSONS.c.key == _QUEUE.c.person_key).where(_PERSONS.c.village_key.in_(list(by_village)))).all())
+    found = {}
+    for village_key, rows in by_village.items():
+        block = village_block(village_key, {q.person.birth_year for q in rows})
+        for q in rows:
+            person = q.person
+
+            def later(other, queue_id=q.id, key=person.key):
+                return other.key == key or waiting.get(other.key, 0) > queue_id
+            for other in likely_same_in(person, block.groups(person.birth_year), skip=later):
+                score = person_likeness(person.name_key, other.name_key, person.birth_year, other.birth_year)
+                if score is not None:
+                    found[tuple(sorted((person.key, other.key)))] = (
+                        score, _reason(person, other, score), q.id, q.grantee_id)
+    return found
 
 
 def _reason(person: PersonRow, other: PersonRow, score: float) -> str:

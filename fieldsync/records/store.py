@@ -3,8 +3,9 @@
 `rebuild(submission)` replaces one submission's records and returns the indicator sources
 they touch (before and after). `bucket` loads one grantee's events of one day, groups them
 with the matching rules (`group_day`, pure), writes the merge trace and the open candidates;
-`EveryDay` does the same for every day at once, for the full recompute. Participants are
-matched with their village's persons by `persons`. All inside the caller's write transaction.
+`EveryDay` does the same for every day at once, for the full recompute. New persons are
+inserted and queued for the look-alike search by `persons`. All inside the caller's write
+transaction.
 """
 import itertools
 from datetime import date
@@ -79,7 +80,7 @@ def rebuild(submission: Submission) -> set[str]:
     if participants:
         db.session.execute(insert(Participant.__table__),
                            [{"event_id": record_id, **participant} for participant in participants])
-        persons.enrol(participants, derived["fields"]["village_key"], submission.grantee_id)
+        persons.enrol(participants, derived["fields"]["village_key"], submission.grantee_id, submission.id)
     return touched
 
 
