@@ -10,11 +10,13 @@ of one grantee, all in --villages villages of Chuy, birth years from --years con
 (--missing-year of them blank, and a blank year's block is the whole village), names drawn from
 syllables so that many differ by a letter or two. They are written straight into the tables,
 then `records.store.rebuild` is run for each in transactions of 200 (as `process_pending` does,
-without the indicator step), and the time is reported per slice of the run so the growth with
-the block size shows. Person matching is `records.persons.enrol`: the village's register (kept
-by the thread between transactions and checked by a count per birth year), the exact-key
-lookup, rapidfuzz's first pass (`matching.likely_same_in`), the exact score
-(`matching.person_likeness`) on what passes, and the candidates and new persons written.
+without the indicator step), each followed by the look-alike search of the persons it queued
+(`records.persons.match_queued`, as `process_pending` does after its transactions), and the
+time is reported per slice of the run so the growth with the block size shows. Person matching
+is `records.persons.enrol` (exact keys: the new persons inserted and queued) and then the
+search: the village's register (kept by the thread between transactions and checked by a count
+per birth year), rapidfuzz's first pass (`matching.likely_same_in`), the exact score
+(`matching.person_likeness`) on what passes, and the candidates written.
 """
 import json
 import random
@@ -60,15 +62,16 @@ def one_size(args, n: int) -> dict:
             timers = common.Timers()
             timers.wrap(store, "rebuild", "rebuild")
             timers.wrap(persons, "enrol", "enrol")
+            timers.wrap(persons, "match_queued", "search")
             timers.wrap(persons, "likely_same_in", "likely_same")
             timers.wrap(persons, "person_likeness", "person_likeness")
             timers.wrap(persons, "_record_candidates", "candidates")
             blocks = []
             original_likely = persons.likely_same_in
 
-            def likely_with_size(person, groups):
+            def likely_with_size(person, groups, **options):
                 blocks.append(sum(len(rows) for rows, _names, _squeezed in groups))
-                return original_likely(person, groups)
+                return original_likely(person, groups, **options)
             persons.likely_same_in = likely_with_size
 
             slices = []
@@ -85,6 +88,7 @@ def one_size(args, n: int) -> dict:
                         with write_transaction():
                             for sid in chunk[b:b + 200]:
                                 store.rebuild(db.session.get(Submission, sid))
+                        persons.match_queued()
                         db.session.remove()
                     seconds = time.perf_counter() - started
                     participants = len(chunk) * args.participants
@@ -133,13 +137,14 @@ def main():
             rows.append([i, sl["persons_before"], sl["participants"], sl["seconds"], sl["ms_per_participant"],
                          sl["mean_block"], sl["max_block"],
                          sp["enrol"]["seconds"] / sl["seconds"] * 100,
+                         sp["search"]["seconds"] / sl["seconds"] * 100,
                          sp["likely_same"]["seconds"] / sl["seconds"] * 100,
                          sp["person_likeness"]["seconds"] / sl["seconds"] * 100,
                          sp["candidates"]["seconds"] / sl["seconds"] * 100])
         common.table(f"N={r['n']:,} participants ({r['seminars']:,} seminars) on {args.database}, "
                      f"{args.villages} villages, {args.years} birth years: by slice of the run",
                      ["slice", "persons before", "participants", "s", "ms/participant", "mean block", "max block",
-                      "persons%", "rapidfuzz%", "score%", "candidates%"], rows)
+                      "enrol%", "search%", "rapidfuzz%", "score%", "candidates%"], rows)
     common.table("totals", ["N", "seconds", "ms/participant", "persons", "person candidates", "peak MB"],
                  [[r["n"], r["seconds"], r["ms_per_participant"], r["counts"]["persons"], r["counts"]["candidates"],
                    r["peak_rss_mb"]] for r in results])

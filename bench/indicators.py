@@ -207,35 +207,48 @@ def replicate(copies: int) -> None:
 
 
 def time_incremental(args, rng, xml, people, timers) -> dict:
-    """One new seminar (then one consultation) processed alone `--reps` times, then batches."""
+    """One new seminar (then one consultation) processed alone `--reps` times, then batches.
+    The indicator update (`process_pending`, records and values committed) and the look-alike
+    search of the persons it queued (`persons.match_queued`, after it in the server's derive
+    worker) are timed apart: the first must not grow with N, the second grows with the village."""
     from fieldsync import indicators
     from fieldsync.extensions import db
+    from fieldsync.records import persons
+
+    def timed(work) -> float:
+        started = time.perf_counter()
+        work()
+        return (time.perf_counter() - started) * 1000
+
+    def update(expected):
+        assert indicators.process_pending(match_persons=False) == expected
+
     incremental = {}
     for kind in ("seminar_attendance", "consultation_log"):
-        samples, splits = [], []
+        samples, searches, splits = [], [], []
         for _ in range(args.reps):
             items = list(common.mixed_items(rng, 1, {kind: 1.0}, args.participants, xml, people))
             common.bulk_insert(iter(items), queue=True)
             db.session.remove()
             timers.reset()
-            started = time.perf_counter()
-            assert indicators.process_pending() == 1
-            samples.append((time.perf_counter() - started) * 1000)
+            samples.append(timed(lambda: update(1)))
             splits.append({k: v["seconds"] * 1000 for k, v in timers.snapshot().items()})
+            searches.append(timed(persons.match_queued))
             db.session.remove()
-        batch = []
+        batch, batch_searches = [], []
         for _ in range(3):
             items = list(common.mixed_items(rng, args.batch, {kind: 1.0}, args.participants, xml, people))
             common.bulk_insert(iter(items), queue=True)
             db.session.remove()
-            started = time.perf_counter()
-            assert indicators.process_pending() == args.batch
-            batch.append((time.perf_counter() - started) * 1000 / args.batch)
+            batch.append(timed(lambda: update(args.batch)) / args.batch)
+            batch_searches.append(timed(persons.match_queued) / args.batch)
             db.session.remove()
         incremental[kind] = {
             "median_ms": statistics.median(samples), "p95_ms": common.percentile(samples, 0.95),
             "min_ms": min(samples), "samples_ms": samples,
+            "search_median_ms": statistics.median(searches), "search_samples_ms": searches,
             "batch": args.batch, "batch_per_submission_ms": statistics.median(batch), "batch_samples_ms": batch,
+            "batch_search_per_submission_ms": statistics.median(batch_searches),
             "split_median_ms": {k: statistics.median(s[k] for s in splits) for k in splits[0]}}
     return incremental
 
@@ -302,6 +315,7 @@ def one_size(args, n: int) -> dict:
     from fieldsync import indicators
     from fieldsync.extensions import db
     from fieldsync.models import Submission
+    from fieldsync.records import persons
     rng = random.Random(args.seed + n)
     mix = parse_mix(args.mix)
     instances = common.Instances(args.database, args.keep)
@@ -332,6 +346,13 @@ def one_size(args, n: int) -> dict:
             pending_split = timers.snapshot()
             db.session.remove()
             print(f"N={n}: {args.build} built {done} in {pending_seconds:.1f} s", flush=True)
+            search = None
+            if args.build == "recompute":  # the rebuild queued every person: searched now, timed apart
+                started = time.perf_counter()
+                search = {"persons": persons.match_queued(), "seconds": time.perf_counter() - started}
+                db.session.remove()
+                print(f"N={n}: look-alikes of {search['persons']} persons searched in {search['seconds']:.1f} s",
+                      flush=True)
             copied = copy_records(args.copies) if args.copies > 1 else None
             counts.update(table_counts())
 
@@ -353,7 +374,7 @@ def one_size(args, n: int) -> dict:
         return {"n": n, "load_seconds": load_seconds, "counts": counts, "process_pending": {
             "seconds": pending_seconds, "done": done, "split": pending_split},
             "recompute": recompute, "recompute_rebuild": rebuild, "incremental": incremental, "copied": copied,
-            "drift_after_incremental": final_drift, "peak_rss_mb": common.peak_rss_mb()}
+            "build_search": search, "drift_after_incremental": final_drift, "peak_rss_mb": common.peak_rss_mb()}
     finally:
         instances.cleanup()
 
@@ -417,11 +438,14 @@ def report(args, results: list[dict], info: dict) -> None:
             split = inc["split_median_ms"]
             rows.append([r["n"], kind, inc["median_ms"], inc["p95_ms"], inc["min_ms"], split["records.rebuild"],
                          split["records.persons"], split["indicators.refresh_sources"],
-                         inc["batch_per_submission_ms"]])
+                         inc["batch_per_submission_ms"], inc["search_median_ms"],
+                         inc["batch_search_per_submission_ms"]])
     if rows:
-        common.table(f"incremental: process_pending() for one new submission (ms); last column: per submission "
-                     f"in a batch of {args.batch}",
-                     ["N", "kind", "median", "p95", "min", "rebuild", "persons", "refresh", "in batch"], rows)
+        common.table(f"incremental: the indicator update (process_pending) for one new submission (ms), split; "
+                     f"per submission in a batch of {args.batch}; then the look-alike search of the persons it "
+                     "queued, alone and per submission of the batch",
+                     ["N", "kind", "median", "p95", "min", "rebuild", "persons", "refresh", "in batch",
+                      "search", "search/batch"], rows)
     rows = []
     for r in results:
         for phase in ("process_pending", "recompute", "recompute_rebuild"):
