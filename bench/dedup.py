@@ -15,7 +15,7 @@ without the indicator step), each followed by the look-alike search of the perso
 time is reported per slice of the run so the growth with the block size shows. Person matching
 is `records.persons.enrol` (exact keys: the new persons inserted and queued) and then the
 search: the village's register (kept by the thread between transactions and checked by a count
-per birth year), rapidfuzz's first pass (`matching.likely_same_in`), the exact score
+per birth year), rapidfuzz's first pass (`matching.first_pass`), the exact score
 (`matching.person_likeness`) on what passes, and the candidates written.
 """
 import json
@@ -63,16 +63,16 @@ def one_size(args, n: int) -> dict:
             timers.wrap(store, "rebuild", "rebuild")
             timers.wrap(persons, "enrol", "enrol")
             timers.wrap(persons, "match_queued", "search")
-            timers.wrap(persons, "likely_same_in", "likely_same")
+            timers.wrap(persons, "first_pass", "likely_same")
             timers.wrap(persons, "person_likeness", "person_likeness")
             timers.wrap(persons, "_record_candidates", "candidates")
             blocks = []
-            original_likely = persons.likely_same_in
+            original_first_pass = persons.first_pass
 
-            def likely_with_size(person, groups, **options):
+            def first_pass_with_size(person, groups):
                 blocks.append(sum(len(rows) for rows, _names, _squeezed in groups))
-                return original_likely(person, groups, **options)
-            persons.likely_same_in = likely_with_size
+                return original_first_pass(person, groups)
+            persons.first_pass = first_pass_with_size
 
             slices = []
             per_slice = max(1, -(-len(ids) // SLICES))
@@ -103,7 +103,7 @@ def one_size(args, n: int) -> dict:
                           f"participant, mean block {slices[-1]['mean_block']:.0f}", flush=True)
             total = time.perf_counter() - started_all
             timers.restore()
-            persons.likely_same_in = original_likely
+            persons.first_pass = original_first_pass
             counts = {"participants": db.session.scalar(select(func.count()).select_from(Participant)),
                       "persons": db.session.scalar(select(func.count()).select_from(Person)),
                       "candidates": db.session.scalar(select(func.count()).select_from(DuplicateCandidate).where(

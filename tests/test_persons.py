@@ -22,8 +22,8 @@ def participant(name, year=2008, village=VILLAGE):
 def enrol(*people, village=VILLAGE):
     """As the derive step does: the exact step in a write transaction, then the search."""
     with write_transaction():
-        new = persons.enrol([participant(*p, village=village) if isinstance(p, tuple) else participant(p, village=village)
-                             for p in people], village, None)
+        new = persons.enrol([participant(*(p if isinstance(p, tuple) else (p,)), village=village) for p in people],
+                            village, None)
     persons.match_queued()
     return new
 

@@ -7,8 +7,8 @@ from .exports import EXPORT_STATES, ExportJob
 from .forms import FORM_STATES, Form, FormMedia, FormVersion
 from .indicators import IndicatorMember, IndicatorSource, IndicatorValue, JobLock, ReconcileRun, Target
 from .programme import Grantee, Project, Rayon, Region
-from .records import (Assessment, DuplicateCandidate, Event, Interview, Participant, PendingPersonMatch, PendingRecord,
-                      Person, Service)
+from .records import (Assessment, DuplicateCandidate, Event, Interview, Participant, PendingPersonMatch,
+                      PendingRecord, Person, Service)
 from .submissions import REVIEW_STATES, Comment, Submission, SubmissionAttachment, SubmissionDef
 from .users import ROLES, AppUser, LoginAttempt, Session, WebUser
 

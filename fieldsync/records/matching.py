@@ -159,33 +159,29 @@ def group_events(events: list[EventView], decisions: dict[tuple[str, str], str])
     return list(groups.values()), open_candidates
 
 
-def likely_same(person, others):
-    """The few of `others` whose names could reach the candidate threshold (a cheap first pass)."""
-    if not others:
-        return []
-    names = [o.name_key for o in others]
-    hits = process.extract(person.name_key, names, scorer=fuzz.token_set_ratio, limit=20,
-                           score_cutoff=FUZZY_CANDIDATE_THRESHOLD - PREFILTER_MARGIN)
-    hits += process.extract(person.name_key.replace(" ", ""), [n.replace(" ", "") for n in names],
-                            scorer=fuzz.ratio, limit=20, score_cutoff=FUZZY_CANDIDATE_THRESHOLD - PREFILTER_MARGIN)
-    return [others[i] for i in sorted({index for _name, _score, index in hits})]
+# The first pass's scorers, each on its own column of a block's groups (see `first_pass`).
+_FIRST_PASS = ((1, fuzz.token_set_ratio, lambda name: name), (2, fuzz.ratio, lambda name: name.replace(" ", "")))
 
 
-def likely_same_in(person, groups, limit: int = 20, skip=None) -> list:
-    """`likely_same` over a block kept as groups of (rows, names, names without spaces): the
-    best `limit` hits of each scorer across all the groups, without copying the block. Rows
-    for which `skip(row)` is true are left out before the best are chosen."""
+def first_pass(person, groups) -> list[list[tuple]]:
+    """Every person of a block kept as groups of (rows, names, names without spaces) whose name
+    could reach the candidate threshold: a C-speed pass, per scorer, as (-score, group, index)."""
     cutoff = FUZZY_CANDIDATE_THRESHOLD - PREFILTER_MARGIN
-    squeezed = person.name_key.replace(" ", "")
+    per_scorer = []
+    for column, scorer, prepare in _FIRST_PASS:
+        query = prepare(person.name_key)
+        per_scorer.append([(-score, g, index) for g, group in enumerate(groups) for _name, score, index in
+                           process.extract(query, group[column], scorer=scorer, limit=None, score_cutoff=cutoff)])
+    return per_scorer
+
+
+def likely_same_in(per_scorer, groups, limit: int = 20, skip=None) -> list:
+    """The best `limit` hits of each scorer of `first_pass` (rows for which `skip(row)` is
+    true left out first): the few worth the careful score."""
     chosen = {}
-    for query, column, scorer in ((person.name_key, 1, fuzz.token_set_ratio), (squeezed, 2, fuzz.ratio)):
-        hits = []
-        for g, group in enumerate(groups):
-            hits += [(-score, g, index) for _name, score, index in
-                     process.extract(query, group[column], scorer=scorer, limit=None if skip else limit,
-                                     score_cutoff=cutoff)
-                     if skip is None or not skip(group[0][index])]
-        for _score, g, index in sorted(hits)[:limit]:
+    for hits in per_scorer:
+        kept = sorted(hit for hit in hits if skip is None or not skip(groups[hit[1]][0][hit[2]]))
+        for _score, g, index in kept[:limit]:
             chosen[(g, index)] = groups[g][0][index]
     return [chosen[k] for k in sorted(chosen)]
 

@@ -36,7 +36,7 @@ from sqlalchemy import delete, func, insert, or_, select
 
 from ..extensions import db, dialect_insert, write_transaction
 from ..models import DuplicateCandidate, PendingPersonMatch, Person
-from .matching import likely_same_in, person_likeness
+from .matching import first_pass, likely_same_in, person_likeness
 
 # Persons a thread keeps across transactions, over all its villages (the least recently used
 # villages go first). Measured at about 450 bytes each: 50,000 is some 22 MB. In a served
@@ -185,7 +185,6 @@ class Register:
                 total -= other.size()
         return block
 
-
     def note(self, village_key: str, added: list[PersonRow]) -> None:
         """Persons the caller's transaction inserted into a village: kept in its block, if the
         village is kept, so the next search need not read them back (`Block.begin` checks
@@ -313,24 +312,37 @@ def _search(queued: list[_Queued]) -> dict[tuple[str, str], tuple[float, str, in
     by_village: dict[str, list[_Queued]] = {}
     for q in queued:
         by_village.setdefault(q.village_key, []).append(q)
-    # Persons still queued in these villages, whichever their submission: each is compared
-    # with the earlier ones in its own turn, so an earlier one skips it.
-    waiting = dict(db.session.execute(select(_QUEUE.c.person_key, _QUEUE.c.id).join(
-        _PERSONS, _PERSONS.c.key == _QUEUE.c.person_key).where(_PERSONS.c.village_key.in_(list(by_village)))).all())
-    found = {}
+    passed = []  # (queued person, the groups it was compared with, what passed the first pass)
     for village_key, rows in by_village.items():
         block = village_block(village_key, {q.person.birth_year for q in rows})
         for q in rows:
-            person = q.person
+            groups = block.groups(q.person.birth_year)
+            passed.append((q, groups, first_pass(q.person, groups)))
+    # Of the persons that passed, those still queued (in any submission) wait for their own
+    # turn, which compares them with this one. Looked up for what passed only: a backlog's
+    # queue can hold a village's every person.
+    keys = {groups[g][0][index].key for _q, groups, hits in passed for scorer in hits for _s, g, index in scorer}
+    waiting = {}
+    for chunk in _chunks(sorted(keys), 500):
+        waiting.update(db.session.execute(select(_QUEUE.c.person_key, _QUEUE.c.id).where(
+            _QUEUE.c.person_key.in_(chunk))).all())
+    found = {}
+    for q, groups, hits in passed:
+        person = q.person
 
-            def later(other, queue_id=q.id, key=person.key):
-                return other.key == key or waiting.get(other.key, 0) > queue_id
-            for other in likely_same_in(person, block.groups(person.birth_year), skip=later):
-                score = person_likeness(person.name_key, other.name_key, person.birth_year, other.birth_year)
-                if score is not None:
-                    found[tuple(sorted((person.key, other.key)))] = (
-                        score, _reason(person, other, score), q.id, q.grantee_id)
+        def later(other, queue_id=q.id, key=person.key):
+            return other.key == key or waiting.get(other.key, 0) > queue_id
+        for other in likely_same_in(hits, groups, skip=later):
+            score = person_likeness(person.name_key, other.name_key, person.birth_year, other.birth_year)
+            if score is not None:
+                pair = tuple(sorted((person.key, other.key)))
+                found[pair] = (score, _reason(person, other, score), q.id, q.grantee_id)
     return found
+
+
+def _chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 def _reason(person: PersonRow, other: PersonRow, score: float) -> str:
