@@ -209,6 +209,19 @@ def test_the_register_stays_within_its_bound(app):
             for village in ("naryn", "talas", "kant"):
                 persons.enrol([participant("Cholpon Abdieva", village=village)], village, None)
         assert persons.match_queued() == 3
-        assert list(register.blocks) == ["naryn", "talas", "kant"]
+        assert list(register.blocks) == ["kant", "naryn", "talas"]  # searched village by village
         enrol("Kanat Sydykov", village="osh")  # the next search trims them
         assert list(register.blocks) == ["osh"]
+
+
+def test_a_backlog_is_searched_village_by_village(app, person_reads):
+    """Persons queued from two villages in turn (a rebuild of every record queues them so) are
+    searched one village after the other: with room for one village only, each is read once."""
+    with app.app_context():
+        persons.register().limit = 1
+        with write_transaction():
+            for name in ("Aigul Asanova", "Nurlan Toktogulov", "Kanat Sydykov"):
+                for village in ("kant", "tokmok"):
+                    persons.enrol([participant(name, village=village)], village, None)
+        assert persons.match_queued(batch=2) == 6
+        assert len(person_reads) == 2

@@ -149,10 +149,13 @@ class PendingPersonMatch(db.Model):
     """A person new to its village, still to be compared with the village's other persons for
     look-alike candidates: the queue `records.persons.enrol` fills in the derive transaction,
     so the look-alike search (which grows with the village) is not part of that transaction.
-    Ordered by id, the order persons arrived in: each is compared with those before it."""
+    The id is the order persons arrived in: each is compared with those before it. Worked
+    through village by village (the index), so a backlog reads each village once."""
     __tablename__ = "pending_person_matches"
+    __table_args__ = (Index("ix_pending_person_matches_village", "village_key", "id"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     person_key: Mapped[str] = mapped_column(ForeignKey("persons.key"), unique=True)
+    village_key: Mapped[str] = mapped_column(String(255))
     grantee_id: Mapped[int | None] = mapped_column(ForeignKey("grantees.id"), nullable=True)
     # The submission whose register brought the person (no foreign key: a purge may remove
     # it first), so the derive step can search for the persons of the submissions it built.

@@ -247,7 +247,8 @@ def enrol(participants: list[dict], village_key: str, grantee_id: int | None,
     new = [row for key, row in rows.items() if key in inserted]  # in the register's order
     if new:
         db.session.execute(insert(_QUEUE), [
-            {"person_key": row["key"], "grantee_id": grantee_id, "submission_id": submission_id} for row in new])
+            {"person_key": row["key"], "village_key": village_key, "grantee_id": grantee_id,
+             "submission_id": submission_id} for row in new])
         register().note(village_key, [PersonRow(row["key"], row["name_key"], row["display_name"], row["birth_year"])
                                       for row in new])
     return len(new)
@@ -297,13 +298,17 @@ def match_queued(limit: int = 10**9, batch: int = 200, only=()) -> int:
 
 
 def _queued(size: int, only) -> list[_Queued]:
-    query = select(_QUEUE.c.id, _QUEUE.c.grantee_id, _PERSONS.c.village_key, _PERSONS.c.key, _PERSONS.c.name_key,
+    query = select(_QUEUE.c.id, _QUEUE.c.grantee_id, _QUEUE.c.village_key, _PERSONS.c.key, _PERSONS.c.name_key,
                    _PERSONS.c.display_name, _PERSONS.c.birth_year).join(_PERSONS, _PERSONS.c.key == _QUEUE.c.person_key)
     if only:
         query = query.where(_QUEUE.c.submission_id.in_(list(only)))
     db.session.commit()  # a fresh read transaction: what was committed since is seen
+    # Village by village, each in arrival order: a backlog (after a rebuild of every record)
+    # then reads each village once, as the register keeps the village in use. Which of two
+    # persons is "later" is told by the queue id, not by when it is searched.
+    query = query.order_by(_QUEUE.c.village_key, _QUEUE.c.id).limit(size)
     return [_Queued(id, grantee, village, PersonRow(*person))
-            for id, grantee, village, *person in db.session.execute(query.order_by(_QUEUE.c.id).limit(size))]
+            for id, grantee, village, *person in db.session.execute(query)]
 
 
 def _search(queued: list[_Queued]) -> dict[tuple[str, str], tuple[float, str, int, int | None]]:

@@ -3,7 +3,7 @@
 A new person's look-alikes are searched among every person of its village, so that search
 grows with the village. It was part of the transaction that rebuilds a submission's records
 and indicators; now that transaction queues the new persons here and the search runs after,
-in transactions of its own.
+in transactions of its own, village by village.
 
 Revision ID: 0008
 Revises: 0007
@@ -25,6 +25,7 @@ def upgrade():
     op.create_table('pending_person_matches',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('person_key', sa.String(length=600), nullable=False),
+    sa.Column('village_key', sa.String(length=255), nullable=False),
     sa.Column('grantee_id', sa.Integer(), nullable=True),
     sa.Column('submission_id', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['grantee_id'], ['grantees.id'], name=op.f('fk_pending_person_matches_grantee_id_grantees')),
@@ -34,9 +35,11 @@ def upgrade():
     )
     with op.batch_alter_table('pending_person_matches', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_pending_person_matches_submission_id'), ['submission_id'], unique=False)
+        batch_op.create_index('ix_pending_person_matches_village', ['village_key', 'id'], unique=False)
 
 
 def downgrade():
     with op.batch_alter_table('pending_person_matches', schema=None) as batch_op:
+        batch_op.drop_index('ix_pending_person_matches_village')
         batch_op.drop_index(batch_op.f('ix_pending_person_matches_submission_id'))
     op.drop_table('pending_person_matches')
