@@ -206,9 +206,10 @@ def process_pending(limit: int = 10_000, batch: int = 25, only=(), match_persons
     while done < limit:
         # Not durable: if a power cut undoes this commit, the queue rows it deleted come back.
         with indicator_transaction(durable=False):
-            query = select(PendingRecord).order_by(PendingRecord.queued_at, PendingRecord.submission_id)
+            queue = PendingRecord.__table__
+            query = select(queue.c.submission_id).order_by(queue.c.queued_at, queue.c.submission_id)
             if only:
-                query = query.where(PendingRecord.submission_id.in_(list(only)))
+                query = query.where(queue.c.submission_id.in_(list(only)))
             size = min(batch, limit - done)
             claimed = db.session.scalars(query.limit(size).with_for_update(skip_locked=True)).all()
             if not claimed:
@@ -216,14 +217,16 @@ def process_pending(limit: int = 10_000, batch: int = 25, only=(), match_persons
             # The batch's submissions with their current version and form in one query (four
             # lazy loads each, otherwise).
             submissions = {s.id: s for s in db.session.scalars(select(Submission).where(
-                Submission.id.in_([p.submission_id for p in claimed])).options(
+                Submission.id.in_(claimed)).options(
                 joinedload(Submission.current_def).joinedload(SubmissionDef.form_version),
                 joinedload(Submission.form)))}
             touched: set[str] = set()
-            for pending in claimed:
-                if pending.submission_id in submissions:  # (a purged submission has nothing to build)
-                    touched |= store.rebuild(submissions[pending.submission_id])
-                db.session.delete(pending)
+            for submission_id in claimed:
+                if submission_id in submissions:  # (a purged submission has nothing to build)
+                    touched |= store.rebuild(submissions[submission_id])
+            # The claimed rows in one statement (deleted one by one through the session, each
+            # was flushed by the next submission's first query).
+            delete_in(queue.c.submission_id, claimed)
             refresh_sources(touched)
         done += len(claimed)
         if len(claimed) < size:
