@@ -282,8 +282,9 @@ def table_counts() -> dict:
 
 
 def existing_instance(args) -> dict:
-    """--instance: the recompute timed on a kept instance (nothing built); with --copies, the
-    instance's records copied first (in place); with --reps, the incremental cost after."""
+    """--instance: the recompute timed on a kept instance (nothing built; not with
+    --no-recompute); with --copies, the instance's records copied first (in place); with
+    --reps, the incremental cost after."""
     from pathlib import Path
 
     from fieldsync.extensions import db
@@ -296,7 +297,7 @@ def existing_instance(args) -> dict:
         db.session.remove()
         n = counts["submissions"]
         timers = instrument()
-        recompute = time_recomputes(args, app, url, timers, n)
+        recompute = None if args.no_recompute else time_recomputes(args, app, url, timers, n)
         incremental, final_drift = {}, 0
         if args.reps:
             rng = random.Random()  # not the seed that built the instance: its instance ids are taken
