@@ -266,6 +266,14 @@ def _driver_statement(statement, dialect) -> tuple[str, object]:
     return str(compiled), params
 
 
+def chunks(items, size=400):
+    """`items` a slice at a time: for IN lists and executemany batches that must stay bounded
+    (SQLite's limit on bound parameters, statement size)."""
+    items = list(items)
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
 def plain_rows(statement) -> list[tuple]:
     """Every row of a Core SELECT as plain tuples, straight from the DBAPI cursor of the
     session's connection (in its transaction). For the full recompute's large reads, where

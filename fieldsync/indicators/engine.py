@@ -14,13 +14,13 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from ..extensions import db, dialect_insert, exclusive_turn, write_transaction
+from ..extensions import chunks, db, dialect_insert, exclusive_turn, write_transaction
 from ..models import IndicatorMember, IndicatorSource, IndicatorValue, PendingRecord, Submission, SubmissionDef
 from ..records import persons, store
 from .contributions import Aggregator, periods_of
 from .definitions import Definitions, load
 from .payloads import source_payload
-from .tables import MEMBER_KEY, VALUE_KEY, chunks, delete_in, encode, rows_by_key, set_months, set_payloads
+from .tables import MEMBER_KEY, VALUE_KEY, delete_in, encode, rows_by_key, set_months, set_payloads
 
 log = logging.getLogger(__name__)
 _cache: dict = {}

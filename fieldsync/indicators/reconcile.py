@@ -19,7 +19,8 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import selectinload
 
 from ..config import PROJECT_ROOT
-from ..extensions import db, exclusive_turn, plain_rows, plain_stream, sqlite_database_file, write_transaction
+from ..extensions import (chunks, db, exclusive_turn, plain_rows, plain_stream, sqlite_database_file,
+                          write_transaction)
 from ..models import (Event, IndicatorMember, IndicatorSource, IndicatorValue, PendingRecord, ReconcileRun,
                       Submission, SubmissionDef, utcnow)
 from ..records import store
@@ -28,7 +29,7 @@ from .contributions import Aggregator, RecordContributions
 from .definitions import Definitions
 from .engine import definitions
 from .payloads import SUB_TABLES
-from .tables import MEMBER_KEY, VALUE_KEY, Writer, chunks, delete_in, encode, set_months, set_payloads, set_totals
+from .tables import MEMBER_KEY, VALUE_KEY, Writer, delete_in, encode, set_months, set_payloads, set_totals
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ compiled bulk insert.
 import orjson
 from sqlalchemy import bindparam, delete, insert, select, update
 
-from ..extensions import db
+from ..extensions import chunks, db
 from ..models import IndicatorMember, IndicatorSource, IndicatorValue
 
 MEMBER_KEY = ("indicator", "grantee_id", "scope", "coc", "member")
@@ -16,12 +16,6 @@ VALUE_KEY = ("indicator", "grantee_id", "scope", "period", "coc")
 def encode(value) -> str:
     """Payloads and month counts as stored text (orjson: a recompute writes one per source)."""
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-
-
-def chunks(items, size=400):
-    items = list(items)
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
 
 
 def delete_in(column, values, size: int = 400) -> None:

@@ -34,7 +34,7 @@ from typing import NamedTuple
 
 from sqlalchemy import delete, func, insert, or_, select
 
-from ..extensions import db, dialect_insert, write_transaction
+from ..extensions import chunks, db, dialect_insert, write_transaction
 from ..models import DuplicateCandidate, PendingPersonMatch, Person
 from .matching import first_pass, likely_same_in, person_likeness
 
@@ -287,9 +287,12 @@ def match_queued(limit: int = 10**9, batch: int = 200, only=()) -> int:
                 _QUEUE.c.id.in_([q.id for q in queued])).with_for_update(skip_locked=True)))
             if claimed:
                 db.session.execute(delete(_QUEUE).where(_QUEUE.c.id.in_(sorted(claimed))))
-            for grantee_id in {q.grantee_id for q in queued if q.id in claimed}:
-                _record_candidates({pair: (score, reason) for pair, (score, reason, queue_id, grantee) in found.items()
-                                    if queue_id in claimed and grantee == grantee_id}, grantee_id)
+            by_grantee: dict[int | None, dict] = {}
+            for pair, (score, reason, queue_id, grantee_id) in found.items():
+                if queue_id in claimed:
+                    by_grantee.setdefault(grantee_id, {})[pair] = (score, reason)
+            for grantee_id, pairs in by_grantee.items():
+                _record_candidates(pairs, grantee_id)
         done += len(queued)
         if len(queued) < size:
             break
@@ -328,7 +331,7 @@ def _search(queued: list[_Queued]) -> dict[tuple[str, str], tuple[float, str, in
     # queue can hold a village's every person.
     keys = {groups[g][0][index].key for _q, groups, hits in passed for scorer in hits for _s, g, index in scorer}
     waiting = {}
-    for chunk in _chunks(sorted(keys), 500):
+    for chunk in chunks(sorted(keys), 500):
         waiting.update(db.session.execute(select(_QUEUE.c.person_key, _QUEUE.c.id).where(
             _QUEUE.c.person_key.in_(chunk))).all())
     found = {}
@@ -343,11 +346,6 @@ def _search(queued: list[_Queued]) -> dict[tuple[str, str], tuple[float, str, in
                 pair = tuple(sorted((person.key, other.key)))
                 found[pair] = (score, _reason(person, other, score), q.id, q.grantee_id)
     return found
-
-
-def _chunks(items: list, size: int):
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 def _reason(person: PersonRow, other: PersonRow, score: float) -> str:
