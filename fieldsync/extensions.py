@@ -237,9 +237,15 @@ def exclusive_turn(name: str):
         yield True
 
 
-def dialect_insert(table):
-    """INSERT for this database's dialect, so that ON CONFLICT clauses can be added."""
-    return (postgresql_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert)(table)
+def dialect_name() -> str:
+    """The session's database dialect ("sqlite" or "postgresql"): the key of statements built
+    once per dialect."""
+    return db.session.get_bind().dialect.name
+
+
+def dialect_insert(table, dialect: str | None = None):
+    """INSERT for this database's dialect (or `dialect`), so that ON CONFLICT clauses can be added."""
+    return (postgresql_insert if (dialect or dialect_name()) == "postgresql" else sqlite_insert)(table)
 
 
 def install_sqlite_begin(engine):

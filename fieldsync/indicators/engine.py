@@ -6,15 +6,16 @@ When a submission changes, its records are rebuilt and each affected source's ne
 `reconcile`.
 """
 import contextlib
+import functools
 import logging
 from pathlib import Path
 
 import orjson
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload
 
-from ..extensions import chunks, db, dialect_insert, exclusive_turn, write_transaction
+from ..extensions import chunks, db, dialect_insert, dialect_name, exclusive_turn, write_transaction
 from ..models import IndicatorMember, IndicatorSource, IndicatorValue, PendingRecord, Submission, SubmissionDef
 from ..records import persons, store
 from .contributions import Aggregator, periods_of
@@ -64,7 +65,7 @@ def _apply_members(changes: dict[tuple, dict[str, int]], bump) -> None:
     """
     table = IndicatorMember.__table__
     placeholders = [dict(zip(MEMBER_KEY, key), months="{}") for key in sorted(changes)]
-    db.session.execute(dialect_insert(table).on_conflict_do_nothing(index_elements=list(MEMBER_KEY)), placeholders)
+    db.session.execute(_insert_missing(table, MEMBER_KEY, dialect_name()), placeholders)
     rows = rows_by_key(IndicatorMember, MEMBER_KEY, changes, IndicatorMember.id, IndicatorMember.months)
     updates, gone = [], []
     for key in sorted(changes):
@@ -89,20 +90,33 @@ def _apply_members(changes: dict[tuple, dict[str, int]], bump) -> None:
     delete_in(table.c.id, gone)
 
 
+@functools.cache
+def _insert_missing(table, key: tuple[str, ...], dialect: str):
+    """INSERT … ON CONFLICT (key) DO NOTHING: the placeholder rows of members and sources
+    (statements built once, see `tables`)."""
+    return dialect_insert(table, dialect).on_conflict_do_nothing(index_elements=list(key))
+
+
+@functools.cache
+def _add_to_cells(dialect: str):
+    """INSERT … ON CONFLICT DO UPDATE SET total = total + delta, RETURNING each touched cell's
+    new value, so the cells an update emptied are known without another look (an empty cell
+    is never kept, nor inserted empty: a delta of nothing is dropped by the caller).
+    (No sort_by_parameter_order: on SQLite it would run one INSERT per row; the order of the
+    returned rows does not matter here.)"""
+    table = IndicatorValue.__table__
+    upsert = dialect_insert(table, dialect)
+    return upsert.on_conflict_do_update(index_elements=list(VALUE_KEY), set_={
+        "total": table.c.total + upsert.excluded.total, "weight": table.c.weight + upsert.excluded.weight,
+    }).returning(table.c.id, table.c.total, table.c.weight)
+
+
 def _apply_values(deltas: dict[tuple, list[float]]) -> None:
-    """Add the deltas to the cells in one upsert (INSERT … ON CONFLICT DO UPDATE SET total =
-    total + delta), in key order; then drop the cells that became empty."""
+    """Add the deltas to the cells in one upsert (`_add_to_cells`), in key order; then drop
+    the cells that became empty."""
     table = IndicatorValue.__table__
     rows = [dict(zip(VALUE_KEY, cell), total=d[0], weight=d[1]) for cell, d in sorted(deltas.items())]
-    upsert = dialect_insert(table)
-    upsert = upsert.on_conflict_do_update(index_elements=list(VALUE_KEY), set_={
-        "total": table.c.total + upsert.excluded.total, "weight": table.c.weight + upsert.excluded.weight})
-    # RETURNING gives each touched cell's new value, so the cells this update emptied are
-    # known without another look (an empty cell is never kept, nor inserted empty: a delta of
-    # nothing is dropped by the caller).
-    # (No sort_by_parameter_order: on SQLite it would run one INSERT per row; the order of
-    # the returned rows does not matter here.)
-    upsert = upsert.returning(table.c.id, table.c.total, table.c.weight)
+    upsert = _add_to_cells(dialect_name())
     emptied = []
     for chunk in chunks(rows, 500):
         emptied += [row.id for row in db.session.execute(upsert, chunk)
@@ -145,14 +159,17 @@ def apply_difference(old: list[list], new: list[list]) -> int:
 def _lock_sources(keys: list[str]) -> dict[str, str]:
     """The payload each source last applied ('[]' for a new one), every source row locked,
     in key order (so that two transactions touching the same sources cannot deadlock)."""
-    table = IndicatorSource.__table__
+    placeholders = _insert_missing(_SOURCES, ("key",), dialect_name())
     payloads = {}
     for chunk in chunks(sorted(keys)):
-        db.session.execute(dialect_insert(table).on_conflict_do_nothing(index_elements=["key"]),
-                           [{"key": k, "payload": "[]"} for k in chunk])
-        payloads.update(db.session.execute(select(table.c.key, table.c.payload).where(
-            table.c.key.in_(chunk)).order_by(table.c.key).with_for_update()).all())
+        db.session.execute(placeholders, [{"key": k, "payload": "[]"} for k in chunk])
+        payloads.update(db.session.execute(_LOCK_SOURCES, {"keys": chunk}).all())
     return payloads
+
+
+_SOURCES = IndicatorSource.__table__
+_LOCK_SOURCES = select(_SOURCES.c.key, _SOURCES.c.payload).where(
+    _SOURCES.c.key.in_(bindparam("keys", expanding=True))).order_by(_SOURCES.c.key).with_for_update()
 
 
 def refresh_sources(keys, defs: Definitions | None = None) -> int:
@@ -189,6 +206,16 @@ def refresh_sources(keys, defs: Definitions | None = None) -> int:
     return touched
 
 
+_QUEUE = PendingRecord.__table__
+_CLAIM = select(_QUEUE.c.submission_id).order_by(_QUEUE.c.queued_at, _QUEUE.c.submission_id).limit(
+    bindparam("size")).with_for_update(skip_locked=True)
+_CLAIM_ONLY = _CLAIM.where(_QUEUE.c.submission_id.in_(bindparam("only", expanding=True)))
+# A batch's submissions with their current version and form in one query (four lazy loads
+# each, otherwise).
+_BATCH_SUBMISSIONS = select(Submission).where(Submission.id.in_(bindparam("ids", expanding=True))).options(
+    joinedload(Submission.current_def).joinedload(SubmissionDef.form_version), joinedload(Submission.form))
+
+
 def process_pending(limit: int = 10_000, batch: int = 25, only=(), match_persons: bool = True) -> int:
     """Rebuild records and indicators for queued submissions; returns how many were done.
 
@@ -206,27 +233,19 @@ def process_pending(limit: int = 10_000, batch: int = 25, only=(), match_persons
     while done < limit:
         # Not durable: if a power cut undoes this commit, the queue rows it deleted come back.
         with indicator_transaction(durable=False):
-            queue = PendingRecord.__table__
-            query = select(queue.c.submission_id).order_by(queue.c.queued_at, queue.c.submission_id)
-            if only:
-                query = query.where(queue.c.submission_id.in_(list(only)))
             size = min(batch, limit - done)
-            claimed = db.session.scalars(query.limit(size).with_for_update(skip_locked=True)).all()
+            claim = _CLAIM_ONLY if only else _CLAIM
+            claimed = db.session.scalars(claim, {"size": size, "only": list(only)}).all()
             if not claimed:
                 break
-            # The batch's submissions with their current version and form in one query (four
-            # lazy loads each, otherwise).
-            submissions = {s.id: s for s in db.session.scalars(select(Submission).where(
-                Submission.id.in_(claimed)).options(
-                joinedload(Submission.current_def).joinedload(SubmissionDef.form_version),
-                joinedload(Submission.form)))}
+            submissions = {s.id: s for s in db.session.scalars(_BATCH_SUBMISSIONS, {"ids": claimed})}
             touched: set[str] = set()
             for submission_id in claimed:
                 if submission_id in submissions:  # (a purged submission has nothing to build)
                     touched |= store.rebuild(submissions[submission_id])
             # The claimed rows in one statement (deleted one by one through the session, each
             # was flushed by the next submission's first query).
-            delete_in(queue.c.submission_id, claimed)
+            delete_in(_QUEUE.c.submission_id, claimed)
             refresh_sources(touched)
         done += len(claimed)
         if len(claimed) < size:

@@ -6,8 +6,6 @@ submission of another form. Its *payload* (see `contributions`) is what `engine`
 with the one it last applied and `reconcile` sums. Reads the record tables (through
 `records.store`); writes nothing.
 """
-from sqlalchemy import select
-
 from ..extensions import db
 from ..models import Assessment, Interview, Service
 from ..records import store
@@ -69,8 +67,7 @@ def source_payload(key: str, defs: Definitions) -> list[list]:
         return day_payload(defs, grantee_id, day, store.bucket(grantee_id, day))
     submission_id = parsed[1]
     for source, model, date_field in SUB_TABLES:
-        table = model.__table__
-        record = db.session.execute(select(table).where(table.c.submission_id == submission_id)).mappings().first()
+        record = db.session.execute(store.record_of(model.__table__), {"submission_id": submission_id}).mappings().first()
         if record is not None:
             return record_payload(defs, source, record, date_field)  # a submission's records are in one table
     return []

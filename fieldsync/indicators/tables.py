@@ -2,7 +2,14 @@
 `indicator_members`) that the incremental engine and the reconcile share: text encoding of
 payloads and month counts, chunked deletes and updates, row look-ups by unique key, and a
 compiled bulk insert.
+
+The statements of the incremental path are built once (`functools.cache`) and given their
+values as parameters, IN lists as expanding parameters: a Core construct is immutable once
+built, and building one (with its cache key) cost more than SQLite takes to run it, on a path
+that runs for every upload.
 """
+import functools
+
 import orjson
 from sqlalchemy import bindparam, delete, insert, select, update
 
@@ -18,31 +25,39 @@ def encode(value) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
+@functools.cache
+def where_in(column):
+    """DELETE of the rows whose `column` is in the expanding parameter `values`."""
+    return delete(column.table).where(column.in_(bindparam("values", expanding=True)))
+
+
 def delete_in(column, values, size: int = 400) -> None:
     """Delete the rows whose `column` is one of `values`, a chunk of them at a time."""
+    statement = where_in(column)
     for chunk in chunks(values, size):
-        db.session.execute(delete(column.table).where(column.in_(chunk)))
+        db.session.execute(statement, {"values": chunk})
+
+
+_SOURCES, _VALUES, _MEMBERS = IndicatorSource.__table__, IndicatorValue.__table__, IndicatorMember.__table__
+_SET_PAYLOAD = update(_SOURCES).where(_SOURCES.c.key == bindparam("source_key")).values(payload=bindparam("payload"))
+_SET_TOTALS = update(_VALUES).where(_VALUES.c.id == bindparam("row_id")).values(
+    total=bindparam("total"), weight=bindparam("weight"))
+_SET_MONTHS = update(_MEMBERS).where(_MEMBERS.c.id == bindparam("row_id")).values(months=bindparam("months"))
 
 
 def set_payloads(rows: list[dict]) -> None:
     """Source payloads replaced, rows of {"source_key", "payload"}."""
-    table = IndicatorSource.__table__
-    db.session.execute(update(table).where(table.c.key == bindparam("source_key"))
-                       .values(payload=bindparam("payload")), rows)
+    db.session.execute(_SET_PAYLOAD, rows)
 
 
 def set_totals(rows: list[dict]) -> None:
     """Cells' values replaced, rows of {"row_id", "total", "weight"}."""
-    table = IndicatorValue.__table__
-    db.session.execute(update(table).where(table.c.id == bindparam("row_id"))
-                       .values(total=bindparam("total"), weight=bindparam("weight")), rows)
+    db.session.execute(_SET_TOTALS, rows)
 
 
 def set_months(rows: list[dict]) -> None:
     """Members' month counts replaced, rows of {"row_id", "months"}."""
-    table = IndicatorMember.__table__
-    db.session.execute(update(table).where(table.c.id == bindparam("row_id"))
-                       .values(months=bindparam("months")), rows)
+    db.session.execute(_SET_MONTHS, rows)
 
 
 def rows_by_key(model, names: tuple[str, ...], keys, *extra) -> dict[tuple, object]:
@@ -53,17 +68,24 @@ def rows_by_key(model, names: tuple[str, ...], keys, *extra) -> dict[tuple, obje
     column-by-column `IN` (a row-value `IN` scanned the whole table). The cross product may
     name a few rows that were not asked for; they are filtered out here.
     """
-    columns = tuple(getattr(model, name) for name in names)
+    query = _rows_by_key(model, names, extra)
     found = {}
     for chunk in chunks(sorted(keys)):
         wanted = set(chunk)
-        query = select(*columns, *extra).where(
-            *[column.in_(sorted({key[i] for key in chunk})) for i, column in enumerate(columns)])
-        for row in db.session.execute(query.order_by(*columns).with_for_update()):
+        values = {f"k{i}": sorted({key[i] for key in chunk}) for i in range(len(names))}
+        for row in db.session.execute(query, values):
             key = tuple(row[:len(names)])
             if key in wanted:
                 found[key] = row
     return found
+
+
+@functools.cache
+def _rows_by_key(model, names: tuple[str, ...], extra: tuple) -> object:
+    columns = tuple(getattr(model, name) for name in names)
+    return select(*columns, *extra).where(
+        *[column.in_(bindparam(f"k{i}", expanding=True)) for i, column in enumerate(columns)]
+    ).order_by(*columns).with_for_update()
 
 
 class Writer:

@@ -7,6 +7,7 @@ with the matching rules (`group_day`, pure), writes the merge trace and the open
 inserted and queued for the look-alike search by `persons`. All inside the caller's write
 transaction.
 """
+import functools
 import itertools
 from datetime import date
 from typing import NamedTuple
@@ -54,12 +55,12 @@ def rebuild(submission: Submission) -> set[str]:
     if name is None:
         return touched
     table = TABLES[name].__table__
-    old = db.session.execute(select(table).where(table.c.submission_id == submission.id)).first()
+    old = db.session.execute(record_of(table), {"submission_id": submission.id}).first()
     if old is not None:
         touched.add(_source_of(name, old))
         if name == "events":
-            db.session.execute(delete(Participant.__table__).where(Participant.__table__.c.event_id == old.id))
-        db.session.execute(delete(table).where(table.c.id == old.id))
+            db.session.execute(_DROP_PARTICIPANTS, {"event_id": old.id})
+        db.session.execute(_drop_record(table), {"record_id": old.id})
     current = submission.current_def
     if submission.deleted_at is not None or current is None:
         return touched
@@ -75,7 +76,7 @@ def rebuild(submission: Submission) -> set[str]:
     table = TABLES[derived["table"]].__table__
     # The values as parameters, not `.values()`: the statement is then built once per set of
     # columns and found in the compiled cache, rather than made anew for every record.
-    record_id = db.session.execute(insert(table).returning(table.c.id), values).scalar_one()
+    record_id = db.session.execute(_insert_record(table), values).scalar_one()
     touched.add(event_source(values["grantee_id"], values.get("event_date")) if derived["table"] == "events"
                 else submission_source(submission.id))
     participants = derived.get("participants", [])
@@ -84,6 +85,26 @@ def rebuild(submission: Submission) -> set[str]:
                            [{"event_id": record_id, **participant} for participant in participants])
         persons.enrol(participants, derived["fields"]["village_key"], submission.grantee_id, submission.id)
     return touched
+
+
+# The statements `rebuild` runs for every upload, built once (see `indicators.tables`).
+@functools.cache
+def record_of(table):
+    """The record of the submission `submission_id` in one of the record tables."""
+    return select(table).where(table.c.submission_id == bindparam("submission_id"))
+
+
+@functools.cache
+def _drop_record(table):
+    return delete(table).where(table.c.id == bindparam("record_id"))
+
+
+@functools.cache
+def _insert_record(table):
+    return insert(table).returning(table.c.id)
+
+
+_DROP_PARTICIPANTS = delete(Participant.__table__).where(Participant.__table__.c.event_id == bindparam("event_id"))
 
 
 def canonical_persons(keys) -> dict[str, str]:
@@ -98,14 +119,17 @@ def canonical_persons(keys) -> dict[str, str]:
 def event_decisions(instance_ids=None) -> dict[tuple[str, str], str]:
     """The coordinators' decisions on event pairs whose first event is one of `instance_ids`
     (every decision when None)."""
-    query = select(DuplicateCandidate.key_a, DuplicateCandidate.key_b, DuplicateCandidate.status).where(
-        DuplicateCandidate.kind == "event", DuplicateCandidate.status.in_((MERGED, NOT_DUPLICATE)))
-    if instance_ids is not None:
-        ids = list(instance_ids)
-        if len(ids) < 2:
-            return {}
-        query = query.where(DuplicateCandidate.key_a.in_(ids))
-    return {(a, b): status for a, b, status in db.session.execute(query)}
+    if instance_ids is None:
+        return {(a, b): status for a, b, status in db.session.execute(_DECISIONS)}
+    ids = list(instance_ids)
+    if len(ids) < 2:
+        return {}
+    return {(a, b): status for a, b, status in db.session.execute(_DECISIONS_ON, {"ids": ids})}
+
+
+_DECISIONS = select(DuplicateCandidate.key_a, DuplicateCandidate.key_b, DuplicateCandidate.status).where(
+    DuplicateCandidate.kind == "event", DuplicateCandidate.status.in_((MERGED, NOT_DUPLICATE)))
+_DECISIONS_ON = _DECISIONS.where(DuplicateCandidate.key_a.in_(bindparam("ids", expanding=True)))
 
 
 _PARTICIPANTS, _PERSONS = Participant.__table__, Person.__table__
@@ -185,20 +209,33 @@ def group_day(events, participants, decisions) -> tuple[dict, dict, list]:
     return result, trace, open_candidates
 
 
+@functools.cache
+def _events_of_day(no_grantee: bool, no_day: bool):
+    """One grantee's events of one day, in submission order (built once per shape: a record
+    may lack either, and IS NULL is not `= NULL`)."""
+    table = Event.__table__
+    return select(table).where(
+        table.c.grantee_id.is_(None) if no_grantee else table.c.grantee_id == bindparam("grantee_id"),
+        table.c.event_date.is_(None) if no_day else table.c.event_date == bindparam("day"),
+    ).order_by(table.c.submission_id)
+
+
+_PARTICIPANTS_OF = _participant_rows().where(
+    _PARTICIPANTS.c.event_id.in_(bindparam("events", expanding=True))).order_by(_PARTICIPANTS.c.id)
+_EVENT_CANDIDATES = select(DuplicateCandidate).where(
+    DuplicateCandidate.kind == "event", DuplicateCandidate.key_a.in_(bindparam("ids", expanding=True)))
+
+
 def bucket(grantee_id: int | None, day: date | None) -> dict[str, list[tuple[Group, dict, list]]]:
     """One grantee's counted events of one day, grouped per scope (see `group_day`). Writes the
     merge trace (scope "all") and the event candidates."""
-    table = Event.__table__
-    query = select(table).where(table.c.grantee_id.is_(None) if grantee_id is None else table.c.grantee_id == grantee_id)
-    query = query.where(table.c.event_date.is_(None) if day is None else table.c.event_date == day)
-    events = db.session.execute(query.order_by(table.c.submission_id)).all()
+    events = db.session.execute(_events_of_day(grantee_id is None, day is None),
+                                {"grantee_id": grantee_id, "day": day}).all()
     ids = [e.instance_id for e in events]
-    participants = db.session.execute(_participant_rows().where(
-        _PARTICIPANTS.c.event_id.in_([e.id for e in events])).order_by(_PARTICIPANTS.c.id)).all() if events else []
+    participants = db.session.execute(_PARTICIPANTS_OF, {"events": [e.id for e in events]}).all() if events else []
     result, trace, candidates = group_day(events, participants, event_decisions(ids))
     _write_trace(trace)
-    existing = {(c.key_a, c.key_b): c for c in db.session.scalars(select(DuplicateCandidate).where(
-        DuplicateCandidate.kind == "event", DuplicateCandidate.key_a.in_(ids)))} if ids else {}
+    existing = {(c.key_a, c.key_b): c for c in db.session.scalars(_EVENT_CANDIDATES, {"ids": ids})} if ids else {}
     _sync_event_candidates([(grantee_id, c) for c in candidates], set(ids), existing)
     return result
 
