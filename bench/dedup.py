@@ -87,7 +87,7 @@ def one_size(args, n: int) -> dict:
                     for b in range(0, len(chunk), 200):
                         with write_transaction():
                             for sid in chunk[b:b + 200]:
-                                store.rebuild(db.session.get(Submission, sid))
+                                store.rebuild(store.submissions_to_build([sid])[sid])
                         persons.match_queued()
                         db.session.remove()
                     seconds = time.perf_counter() - started

@@ -13,10 +13,9 @@ from pathlib import Path
 import orjson
 from flask import current_app
 from sqlalchemy import bindparam, select
-from sqlalchemy.orm import joinedload
 
 from ..extensions import chunks, db, dialect_insert, dialect_name, exclusive_turn, write_transaction
-from ..models import IndicatorMember, IndicatorSource, IndicatorValue, PendingRecord, Submission, SubmissionDef
+from ..models import IndicatorMember, IndicatorSource, IndicatorValue, PendingRecord
 from ..records import persons, store
 from .contributions import Aggregator, periods_of
 from .definitions import Definitions, load
@@ -210,10 +209,6 @@ _QUEUE = PendingRecord.__table__
 _CLAIM = select(_QUEUE.c.submission_id).order_by(_QUEUE.c.queued_at, _QUEUE.c.submission_id).limit(
     bindparam("size")).with_for_update(skip_locked=True)
 _CLAIM_ONLY = _CLAIM.where(_QUEUE.c.submission_id.in_(bindparam("only", expanding=True)))
-# A batch's submissions with their current version and form in one query (four lazy loads
-# each, otherwise).
-_BATCH_SUBMISSIONS = select(Submission).where(Submission.id.in_(bindparam("ids", expanding=True))).options(
-    joinedload(Submission.current_def).joinedload(SubmissionDef.form_version), joinedload(Submission.form))
 
 
 def process_pending(limit: int = 10_000, batch: int = 25, only=(), match_persons: bool = True) -> int:
@@ -238,7 +233,7 @@ def process_pending(limit: int = 10_000, batch: int = 25, only=(), match_persons
             claimed = db.session.scalars(claim, {"size": size, "only": list(only)}).all()
             if not claimed:
                 break
-            submissions = {s.id: s for s in db.session.scalars(_BATCH_SUBMISSIONS, {"ids": claimed})}
+            submissions = store.submissions_to_build(claimed)
             touched: set[str] = set()
             for submission_id in claimed:
                 if submission_id in submissions:  # (a purged submission has nothing to build)

@@ -16,13 +16,12 @@ import sys
 
 from flask import current_app
 from sqlalchemy import delete, func, select, text
-from sqlalchemy.orm import selectinload
 
 from ..config import PROJECT_ROOT
 from ..extensions import (chunks, db, exclusive_turn, plain_rows, plain_stream, sqlite_database_file,
                           write_transaction)
 from ..models import (Event, IndicatorMember, IndicatorSource, IndicatorValue, PendingRecord, ReconcileRun,
-                      Submission, SubmissionDef, utcnow)
+                      Submission, utcnow)
 from ..records import store
 from . import payloads
 from .contributions import Aggregator, RecordContributions
@@ -178,20 +177,16 @@ class _Seen:
 
 
 def _rebuild_all(size: int = 500) -> None:
-    """Every submission's records again, in id batches (each loaded with its current version
-    and form at once, then let go)."""
+    """Every submission's records again, in id batches (each read in one query, then let go)."""
     last = 0
     while True:
         ids = db.session.scalars(select(Submission.id).where(Submission.id > last)
                                  .order_by(Submission.id).limit(size)).all()
         if not ids:
             return
-        batch = db.session.scalars(select(Submission).where(Submission.id.in_(ids)).options(
-            selectinload(Submission.current_def).selectinload(SubmissionDef.form_version),
-            selectinload(Submission.form))).all()
-        for submission in sorted(batch, key=lambda s: s.id):
-            store.rebuild(submission)
-        db.session.flush()
+        batch = store.submissions_to_build(ids)
+        for submission_id in sorted(batch):
+            store.rebuild(batch[submission_id])
         del batch
         last = ids[-1]
 

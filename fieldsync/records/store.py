@@ -1,6 +1,6 @@
 """Keeping the record tables in step with submissions, and the database side of matching.
 
-`rebuild(submission)` replaces one submission's records and returns the indicator sources
+`rebuild(submission)` replaces one submission's records (read with `submissions_to_build`) and returns the indicator sources
 they touch (before and after). `bucket` loads one grantee's events of one day, groups them
 with the matching rules (`group_day`, pure), writes the merge trace and the open candidates;
 `EveryDay` does the same for every day at once, for the full recompute. New persons are
@@ -9,15 +9,16 @@ transaction.
 """
 import functools
 import itertools
+import json
 from datetime import date
 from typing import NamedTuple
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 
-from ..extensions import db, plain_rows
+from ..extensions import chunks, db, plain_rows
 from ..formats.submission import field_values, parse_stored
-from ..models import (Assessment, DuplicateCandidate, Event, Interview, Participant, Person, Service,
-                      Submission, utcnow)
+from ..models import (Assessment, DuplicateCandidate, Event, Form, FormVersion, Interview, Participant, Person,
+                      Service, Submission, SubmissionDef, utcnow)
 from . import persons
 from .derive import TABLE_OF, derive
 from .matching import MERGED, NOT_DUPLICATE, EventView, Group, group_events
@@ -46,12 +47,48 @@ def _source_of(table: str, record) -> str:
     return event_source(record.grantee_id, record.event_date) if table == "events" else submission_source(record.submission_id)
 
 
-def rebuild(submission: Submission) -> set[str]:
+class Built(NamedTuple):
+    """What `rebuild` reads of a submission: its row, its form's ID, its current version's XML
+    and that version's schema (text). `xml` is None for a submission without a version."""
+    id: int
+    grantee_id: int | None
+    review_state: str
+    deleted_at: object
+    instance_id: str
+    xml_form_id: str
+    xml: bytes | None
+    schema_json: str | None
+
+
+_S, _F, _D, _V = (m.__table__ for m in (Submission, Form, SubmissionDef, FormVersion))
+_BUILT = select(_S.c.id, _S.c.grantee_id, _S.c.review_state, _S.c.deleted_at, _S.c.instance_id, _F.c.xml_form_id,
+                _D.c.xml, _V.c.schema_json).select_from(
+    _S.join(_F, _F.c.id == _S.c.form_id).outerjoin(_D, _D.c.id == _S.c.current_def_id)
+    .outerjoin(_V, _V.c.id == _D.c.form_version_id)).where(_S.c.id.in_(bindparam("ids", expanding=True)))
+
+
+def submissions_to_build(ids) -> dict[int, Built]:
+    """The `Built` rows of the submissions `ids` (those that exist), by id: one Core query, no
+    ORM objects, and not the form version's XML, which the records do not need."""
+    found = {}
+    for chunk in chunks(ids):
+        found.update((row.id, Built(*row)) for row in db.session.execute(_BUILT, {"ids": chunk}))
+    return found
+
+
+@functools.lru_cache(maxsize=64)
+def _schema(schema_json: str) -> dict:
+    # By its text, not by version id: the text is the version's (written once, at publishing),
+    # and an id may name another version in another database this process serves (tests).
+    return json.loads(schema_json)
+
+
+def rebuild(submission: Built) -> set[str]:
     """Replace the records of one submission; return every indicator source affected.
 
     Core statements on the record tables (no ORM unit of work): this runs for every upload."""
     touched = set()
-    name = TABLE_OF.get(submission.form.xml_form_id)  # a form's records live in one table, or none
+    name = TABLE_OF.get(submission.xml_form_id)  # a form's records live in one table, or none
     if name is None:
         return touched
     table = TABLES[name].__table__
@@ -61,11 +98,9 @@ def rebuild(submission: Submission) -> set[str]:
         if name == "events":
             db.session.execute(_DROP_PARTICIPANTS, {"event_id": old.id})
         db.session.execute(_drop_record(table), {"record_id": old.id})
-    current = submission.current_def
-    if submission.deleted_at is not None or current is None:
+    if submission.deleted_at is not None or submission.xml is None:
         return touched
-    schema = current.form_version.schema
-    derived = derive(submission.form.xml_form_id, field_values(parse_stored(current.xml), schema))
+    derived = derive(submission.xml_form_id, field_values(parse_stored(submission.xml), _schema(submission.schema_json)))
     if derived is None:
         return touched
     values = {"submission_id": submission.id, "grantee_id": submission.grantee_id,
