@@ -26,14 +26,14 @@ def encode(value) -> str:
 
 
 @functools.cache
-def where_in(column):
+def _delete_where_in(column):
     """DELETE of the rows whose `column` is in the expanding parameter `values`."""
     return delete(column.table).where(column.in_(bindparam("values", expanding=True)))
 
 
 def delete_in(column, values, size: int = 400) -> None:
     """Delete the rows whose `column` is one of `values`, a chunk of them at a time."""
-    statement = where_in(column)
+    statement = _delete_where_in(column)
     for chunk in chunks(values, size):
         db.session.execute(statement, {"values": chunk})
 
@@ -82,6 +82,8 @@ def rows_by_key(model, names: tuple[str, ...], keys, *extra) -> dict[tuple, obje
 
 @functools.cache
 def _rows_by_key(model, names: tuple[str, ...], extra: tuple) -> object:
+    """`rows_by_key`'s SELECT … FOR UPDATE, each key column's IN list an expanding parameter
+    `k0`, `k1`, …"""
     columns = tuple(getattr(model, name) for name in names)
     return select(*columns, *extra).where(
         *[column.in_(bindparam(f"k{i}", expanding=True)) for i, column in enumerate(columns)]

@@ -226,7 +226,7 @@ def village_block(village_key: str, birth_years) -> Block:
 
 @functools.cache
 def _insert_new(dialect: str):
-    """The persons of a register inserted unless known (built once: see `indicators.tables`)."""
+    """The persons of a register inserted unless known (built once, as `store`'s statements)."""
     return dialect_insert(_PERSONS, dialect).on_conflict_do_nothing(index_elements=["key"]).returning(_PERSONS.c.key)
 
 

@@ -1,11 +1,12 @@
 """Keeping the record tables in step with submissions, and the database side of matching.
 
-`rebuild(submission)` replaces one submission's records (read with `submissions_to_build`) and returns the indicator sources
-they touch (before and after). `bucket` loads one grantee's events of one day, groups them
-with the matching rules (`group_day`, pure), writes the merge trace and the open candidates;
-`EveryDay` does the same for every day at once, for the full recompute. New persons are
-inserted and queued for the look-alike search by `persons`. All inside the caller's write
-transaction.
+`rebuild(submission)` replaces one submission's records (the submission read with
+`submissions_to_build`) and returns the indicator sources they touch (before and after).
+`bucket` loads one grantee's events of one day, groups them with the matching rules
+(`group_day`, pure), writes the merge trace and the open candidates; `EveryDay` does the same
+for every day at once, for the full recompute. New persons are inserted and queued for the
+look-alike search by `persons`. All inside the caller's write transaction. The statements run
+for every upload are built once (as in `indicators.tables`).
 """
 import functools
 import itertools
@@ -122,7 +123,7 @@ def rebuild(submission: Built) -> set[str]:
     return touched
 
 
-# The statements `rebuild` runs for every upload, built once (see `indicators.tables`).
+# The statements `rebuild` runs for every upload, built once.
 @functools.cache
 def record_of(table):
     """The record of the submission `submission_id` in one of the record tables."""
