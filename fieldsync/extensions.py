@@ -6,6 +6,7 @@ timeout and full fsync, because a submission acknowledged with 201 must survive 
 import contextlib
 import contextvars
 import fcntl
+import functools
 import itertools
 import logging
 import os
@@ -246,6 +247,19 @@ def dialect_name() -> str:
 def dialect_insert(table, dialect: str | None = None):
     """INSERT for this database's dialect (or `dialect`), so that ON CONFLICT clauses can be added."""
     return (postgresql_insert if (dialect or dialect_name()) == "postgresql" else sqlite_insert)(table)
+
+
+def insert_ignoring(table, key: tuple[str, ...], returning: tuple[str, ...] = ()):
+    """INSERT … ON CONFLICT (`key`) DO NOTHING, RETURNING the `returning` columns if any, for
+    this session's database: the insert-or-ignore of rows that two transactions may add at
+    once. Built once per table, key and dialect; the rows go in as parameters."""
+    return _insert_ignoring(table, tuple(key), tuple(returning), dialect_name())
+
+
+@functools.cache
+def _insert_ignoring(table, key: tuple[str, ...], returning: tuple[str, ...], dialect: str):
+    statement = dialect_insert(table, dialect).on_conflict_do_nothing(index_elements=list(key))
+    return statement.returning(*(table.c[name] for name in returning)) if returning else statement
 
 
 def install_sqlite_begin(engine):

@@ -14,7 +14,8 @@ import orjson
 from flask import current_app
 from sqlalchemy import bindparam, select
 
-from ..extensions import chunks, db, dialect_insert, dialect_name, exclusive_turn, write_transaction
+from ..extensions import (chunks, db, dialect_insert, dialect_name, exclusive_turn, insert_ignoring,
+                          write_transaction)
 from ..models import IndicatorMember, IndicatorSource, IndicatorValue, PendingRecord
 from ..records import persons, store
 from .contributions import Aggregator, periods_of
@@ -64,7 +65,7 @@ def _apply_members(changes: dict[tuple, dict[str, int]], bump) -> None:
     """
     table = IndicatorMember.__table__
     placeholders = [dict(zip(MEMBER_KEY, key), months="{}") for key in sorted(changes)]
-    db.session.execute(_insert_missing(table, MEMBER_KEY, dialect_name()), placeholders)
+    db.session.execute(insert_ignoring(table, MEMBER_KEY), placeholders)
     rows = rows_by_key(IndicatorMember, MEMBER_KEY, changes, IndicatorMember.id, IndicatorMember.months)
     updates, gone = [], []
     for key in sorted(changes):
@@ -87,13 +88,6 @@ def _apply_members(changes: dict[tuple, dict[str, int]], bump) -> None:
     if updates:
         set_months(updates)
     delete_in(table.c.id, gone)
-
-
-@functools.cache
-def _insert_missing(table, key: tuple[str, ...], dialect: str):
-    """INSERT … ON CONFLICT (key) DO NOTHING: the placeholder rows of members and sources
-    (statements built once, see `tables`)."""
-    return dialect_insert(table, dialect).on_conflict_do_nothing(index_elements=list(key))
 
 
 @functools.cache
@@ -158,7 +152,7 @@ def apply_difference(old: list[list], new: list[list]) -> int:
 def _lock_sources(keys: list[str]) -> dict[str, str]:
     """The payload each source last applied ('[]' for a new one), every source row locked,
     in key order (so that two transactions touching the same sources cannot deadlock)."""
-    placeholders = _insert_missing(_SOURCES, ("key",), dialect_name())
+    placeholders = insert_ignoring(_SOURCES, ("key",))
     payloads = {}
     for chunk in chunks(sorted(keys)):
         db.session.execute(placeholders, [{"key": k, "payload": "[]"} for k in chunk])

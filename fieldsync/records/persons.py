@@ -27,7 +27,6 @@ person's `canonical_key`; matching does not read it.)
 Owns no table of its own (`persons`, `pending_person_matches` and the person rows of
 `duplicate_candidates` belong to `records`). Never HTTP, never indicators.
 """
-import functools
 import threading
 import weakref
 from collections import OrderedDict
@@ -35,7 +34,7 @@ from typing import NamedTuple
 
 from sqlalchemy import delete, func, insert, or_, select
 
-from ..extensions import chunks, db, dialect_insert, dialect_name, write_transaction
+from ..extensions import chunks, db, insert_ignoring, write_transaction
 from ..models import DuplicateCandidate, PendingPersonMatch, Person
 from .matching import first_pass, likely_same_in, person_likeness
 
@@ -224,12 +223,6 @@ def village_block(village_key: str, birth_years) -> Block:
     return register().block(village_key, set(birth_years))
 
 
-@functools.cache
-def _insert_new(dialect: str):
-    """The persons of a register inserted unless known (built once, as `store`'s statements)."""
-    return dialect_insert(_PERSONS, dialect).on_conflict_do_nothing(index_elements=["key"]).returning(_PERSONS.c.key)
-
-
 _ENQUEUE = insert(_QUEUE)
 
 
@@ -251,7 +244,7 @@ def enrol(participants: list[dict], village_key: str, grantee_id: int | None,
         return 0
     # DO NOTHING: a known person is skipped (and one a concurrent PostgreSQL transaction added
     # meanwhile); RETURNING names the persons this statement inserted.
-    inserted = set(db.session.scalars(_insert_new(dialect_name()), list(rows.values())))
+    inserted = set(db.session.scalars(insert_ignoring(_PERSONS, ("key",), returning=("key",)), list(rows.values())))
     new = [row for key, row in rows.items() if key in inserted]  # in the register's order
     if new:
         db.session.execute(_ENQUEUE, [

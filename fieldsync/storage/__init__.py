@@ -18,11 +18,9 @@ from typing import BinaryIO
 
 from flask import current_app
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .. import problems
-from ..extensions import db
+from ..extensions import db, insert_ignoring
 from ..models import Blob, utcnow
 
 CHUNK = 1024 * 1024
@@ -114,11 +112,9 @@ def _write_file(source: bytes | BinaryIO, max_bytes: int | None) -> StoredFile:
 def register(stored: StoredFile, content_type: str = "application/octet-stream") -> Blob:
     """The `blobs` row for a written file, inserted if new (call inside a write transaction)."""
     # Two uploads of the same file may race (PostgreSQL, several workers): insert-or-ignore.
-    dialect = db.session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    db.session.execute(insert(Blob).values(
-        sha256=stored.sha256, md5=stored.md5, size=stored.size, content_type=content_type,
-        created_at=utcnow()).on_conflict_do_nothing(index_elements=["sha256"]))
+    db.session.execute(insert_ignoring(Blob.__table__, ("sha256",)), {
+        "sha256": stored.sha256, "md5": stored.md5, "size": stored.size, "content_type": content_type,
+        "created_at": utcnow()})
     return db.session.scalar(select(Blob).where(Blob.sha256 == stored.sha256))
 
 
