@@ -86,8 +86,9 @@ def one_size(args, n: int) -> dict:
                     started = time.perf_counter()
                     for b in range(0, len(chunk), 200):
                         with write_transaction():
+                            built = store.submissions_to_build(chunk[b:b + 200])
                             for sid in chunk[b:b + 200]:
-                                store.rebuild(store.submissions_to_build([sid])[sid])
+                                store.rebuild(built[sid])
                         persons.match_queued()
                         db.session.remove()
                     seconds = time.perf_counter() - started
