@@ -283,7 +283,8 @@ def test_other_grantee_from_a_bound_device_is_kept_and_flagged(app, client, url,
     assert response.status_code == 201
     with app.app_context():
         submission = db.session.scalar(select(Submission))
-        assert submission.grantee.code == "tomo"
+        # Kept under the device's own grantee, on hold: counted for nobody until a coordinator decides.
+        assert submission.grantee.code == "chinek" and submission.hold == "grantee"
         assert submission.review_state == "hasIssues"
         comment = db.session.scalar(select(Comment))
         assert comment.system and "'chinek'" in comment.body and "'tomo'" in comment.body

@@ -4,7 +4,6 @@ from flask import current_app, request
 
 from .. import problems, programme, review
 from ..auth import accounts, require
-from ..formats.submission import read_envelope
 from ..httpkit import current_actor
 from ..ingest import Upload, attach, receive
 from ..models import iso
@@ -78,15 +77,13 @@ def edit_submission(project_id, xml_form_id, instance_id):
     """Central's REST edit: the new XML, with meta/deprecatedID, replaces the current version."""
     actor = _actor()
     form = review.form_for(actor, project_id, xml_form_id)
-    submission = review.get_submission(actor, form, instance_id)
+    review.get_submission(actor, form, instance_id)  # unknown or out of scope: 404 before reading the body
     max_bytes = current_app.config["FIELDSYNC"]["MAX_SUBMISSION_BYTES"]
     upload = Upload(xml=request.get_data(cache=False), user_agent=request.headers.get("User-Agent"))
-    if read_envelope(upload.xml, max_bytes).deprecated_id is None:
-        raise problems.missing_deprecated_id()
-    received = receive(project_id, actor, upload, max_bytes=max_bytes, expected_form_id=xml_form_id)
-    if received.submission.id != submission.id:
-        raise problems.unexpected_value(field="deprecatedID", value=received.submission_def.deprecated_id,
-                                        reason=f"it is not a version of {instance_id}")
+    # Which submission the edit replaces, and whether this actor may, is decided inside
+    # `receive` before anything is stored.
+    received = receive(project_id, actor, upload, max_bytes=max_bytes, expected_form_id=xml_form_id,
+                       expected_submission=instance_id)
     return submission_json(received.submission)
 
 
@@ -96,7 +93,7 @@ def upload_attachment(project_id, xml_form_id, instance_id, name):
     actor = _actor()
     form = review.form_for(actor, project_id, xml_form_id)
     submission = review.get_submission(actor, form, instance_id)
-    require(actor, "submission.create", submission, project_id=project_id)
+    require(actor, "submission.edit", submission, project_id=project_id)
     attach(actor, submission, name, request.stream, current_app.config["FIELDSYNC"]["MAX_SUBMISSION_BYTES"])
     return {"success": True}
 

@@ -90,6 +90,7 @@ class Submission(Open):
     userAgent = Str()
     reviewState = Str(validate=validate.OneOf(["hasIssues", "edited", "approved", "rejected"]))
     grantee = Str()
+    hold = Str(validate=validate.OneOf(["grantee", "edited_after_rejection"]))
     createdAt = fields.String(required=True)
     updatedAt = Str()
     deletedAt = Str()
@@ -97,8 +98,10 @@ class Submission(Open):
 
 
 class ReviewUpdate(Schema):
-    reviewState = fields.String(required=True, validate=validate.OneOf(
+    """A coordinator's decision: a review state, which grantee it counts for, or both."""
+    reviewState = fields.String(validate=validate.OneOf(
         ["received", "hasIssues", "edited", "approved", "rejected"]))
+    grantee = fields.String()
 
 
 class Attachment(Open):

@@ -3,6 +3,16 @@
 `can(actor, action, thing)` answers for every door (devices, API, web). Grantee scope is least
 privilege: a `grantee_staff` user or a grantee-bound app user acts only on its own grantee's
 things; a thing "belongs" to a grantee through its `grantee_id`.
+
+Verbs on submissions:
+- `submission.create`: send a new one (for a grantee in scope: `can(actor, "submission.create", grantee)`).
+- `submission.edit`: replace its current version (`meta/deprecatedID`). Within grantee scope; an
+  actor who is neither a reviewer nor bound to a grantee (an evaluator, an evaluator's device)
+  edits only what it sent itself.
+- `submission.update`: review it (state, grantee). A reviewer's decision is not undone by an
+  edit from someone who is not a reviewer (see `ingest`).
+- `export`: bulk feeds (CSV, csv.zip, OData, background exports); `submission.read`: one by one
+  and the lists.
 """
 from dataclasses import dataclass
 
@@ -10,19 +20,21 @@ from .. import problems
 
 ROLE_ACTIONS = {
     "admin": {"project.read", "form.list", "form.read", "form.manage", "submission.create",
-              "submission.read", "submission.update", "submission.delete", "personal.read",
+              "submission.edit", "submission.read", "submission.update", "submission.delete", "personal.read",
               "grantee.read", "grantee.manage", "app_user.manage", "user.manage", "indicator.read",
               "export", "audit.read", "target.manage", "duplicate.resolve"},
-    "coordinator": {"project.read", "form.list", "form.read", "submission.create", "submission.read",
+    "coordinator": {"project.read", "form.list", "form.read", "submission.create", "submission.edit",
+                    "submission.read",
                     "submission.update", "submission.delete", "personal.read", "grantee.read",
                     "indicator.read", "export", "audit.read", "target.manage", "duplicate.resolve"},
-    "grantee_staff": {"project.read", "form.list", "form.read", "submission.create",
+    "grantee_staff": {"project.read", "form.list", "form.read", "submission.create", "submission.edit",
                       "submission.read", "grantee.read", "indicator.read", "export"},
-    "evaluator": {"project.read", "form.list", "form.read", "submission.create", "submission.read",
+    "evaluator": {"project.read", "form.list", "form.read", "submission.create", "submission.edit",
+                  "submission.read",
                   "personal.read", "grantee.read", "indicator.read"},
     "viewer": {"project.read", "form.list", "grantee.read", "indicator.read"},
     # Devices: list and download open forms, send submissions. Nothing else.
-    "app_user": {"form.list", "form.read", "submission.create"},
+    "app_user": {"form.list", "form.read", "submission.create", "submission.edit"},
 }
 
 
@@ -77,7 +89,22 @@ def can(actor: Actor | None, action: str, thing=None, project_id: int | None = N
     scope = grantee_scope(actor)
     if scope is not None and _belongs_to_grantees(thing) and _grantee_of(thing) != scope:
         return False  # another grantee's thing, or one of no grantee at all: not theirs
+    if action == "submission.edit" and scope is None and not can(actor, "submission.update", thing):
+        # Not bound to a grantee and not a reviewer: unbounded scope is for recording, not for
+        # rewriting what others recorded.
+        return thing is not None and _sent_by(actor, thing)
     return True
+
+
+def is_reviewer(actor: Actor | None, submission) -> bool:
+    """Whether this actor's word on a submission is a coordinator's: review states and holds."""
+    return can(actor, "submission.update", submission)
+
+
+def _sent_by(actor: Actor, submission) -> bool:
+    if actor.kind == "app_user":
+        return getattr(submission, "app_user_id", None) == actor.id
+    return getattr(submission, "user_id", None) == actor.id and getattr(submission, "app_user_id", None) is None
 
 
 def require(actor: Actor | None, action: str, thing=None, project_id: int | None = None) -> None:

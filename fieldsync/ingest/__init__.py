@@ -20,11 +20,12 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import problems, records, signals, storage
 from ..audit import record
-from ..auth import Actor, require
+from ..auth import Actor, can, grantee_scope, is_reviewer, require
 from ..extensions import db, write_transaction
 from ..formats.submission import attachment_names, field_text, read_envelope
 from ..models import (AppUser, Comment, Grantee, Submission, SubmissionAttachment, SubmissionDef,
                       utcnow)
+from ..models.submissions import HOLD_EDITED_AFTER_REJECTION, HOLD_GRANTEE
 from ..xlsform import queries as form_queries
 from ..xlsform.publish import safe_media_name
 from . import queries
@@ -50,18 +51,32 @@ class Received:
 
 
 def receive(project_id: int, actor: Actor, upload: Upload, max_bytes: int,
-            expected_form_id: str | None = None, announce: bool = True) -> Received:
+            expected_form_id: str | None = None, announce: bool = True,
+            expected_submission: str | None = None) -> Received:
     """Store one upload. `announce=False` leaves the record rebuild queued for the caller to
-    process in bulk (the demo loader); devices always announce."""
+    process in bulk (the demo loader); devices always announce. `expected_submission`: the
+    instanceID of the logical submission an edit must replace (REST PUT), checked before
+    anything is stored."""
     with signals.receiving():  # background rebuilds give way while an upload is stored
-        received = _receive(project_id, actor, upload, max_bytes, expected_form_id)
+        received = _receive(project_id, actor, upload, max_bytes, expected_form_id, expected_submission)
     if announce and received.outcome != "resent":
         records.announce(received.submission.id)
     return received
 
 
+@dataclass
+class _Plan:
+    """What an upload will do, decided from the rows it reads and the actor's scope alone."""
+    outcome: str                      # "create" | "resend" | "edit"
+    existing: SubmissionDef | None    # the version with this instanceID, if any
+    replaced: SubmissionDef | None    # the version an edit replaces
+    grantee: Grantee | None           # who a new submission (or an edit) counts for
+    issues: list[str]
+    hold: str | None                  # kept, but counted for nobody until a coordinator decides
+
+
 def _receive(project_id: int, actor: Actor, upload: Upload, max_bytes: int,
-             expected_form_id: str | None) -> Received:
+             expected_form_id: str | None, expected_submission: str | None) -> Received:
     envelope = read_envelope(upload.xml, max_bytes=max_bytes)
     if expected_form_id is not None and envelope.form_id != expected_form_id:
         raise problems.unexpected_value(field="form ID", value=envelope.form_id,
@@ -76,6 +91,15 @@ def _receive(project_id: int, actor: Actor, upload: Upload, max_bytes: int,
         raise problems.form_closed()
     require(actor, "submission.create", project_id=project_id)
 
+    instance_id = envelope.instance_id
+    assigned = instance_id is None
+    if assigned:
+        instance_id = f"uuid:{uuid.uuid4()}"
+    grantee_code = field_text(envelope.root, GRANTEE_FIELD)
+    # Decided before a byte is stored: a refused upload leaves no file and no row. The same
+    # decision is taken again inside the write transaction, on rows that cannot change under it.
+    _plan(form, actor, envelope, instance_id, grantee_code, expected_submission, bool(upload.files))
+
     names = attachment_names(envelope.root, form_version.schema)
     for name, _audit in names:
         safe_media_name(name)
@@ -89,21 +113,23 @@ def _receive(project_id: int, actor: Actor, upload: Upload, max_bytes: int,
             except OverflowError:
                 raise problems.too_large(limit=max_bytes) from None
 
-    instance_id = envelope.instance_id
-    assigned = instance_id is None
-    if assigned:
-        instance_id = f"uuid:{uuid.uuid4()}"
     xml_sha256 = hashlib.sha256(upload.xml).hexdigest()
-    grantee_code = field_text(envelope.root, GRANTEE_FIELD)
-
     for attempt in range(3):
         try:
             with write_transaction():
+                plan = _plan(form, actor, envelope, instance_id, grantee_code, expected_submission,
+                             bool(files))
                 blobs = {name: storage.register(stored, content_type).id
                          for name, (stored, content_type) in files.items()}
                 _seen(actor)
-                received = _store(form, form_version, actor, upload, envelope, instance_id, assigned,
-                                  xml_sha256, names, blobs, grantee_code)
+                if plan.outcome == "create":
+                    received = _create(form, form_version, actor, upload, envelope, instance_id, assigned,
+                                       xml_sha256, names, blobs, plan)
+                elif plan.outcome == "resend":
+                    received = _resend(plan.existing, xml_sha256, blobs, actor, instance_id)
+                else:
+                    received = _edit(plan, form_version, actor, upload, envelope, instance_id,
+                                     xml_sha256, names, blobs)
                 if received.outcome != "resent":
                     records.queue(received.submission.id)
             break
@@ -115,28 +141,49 @@ def _receive(project_id: int, actor: Actor, upload: Upload, max_bytes: int,
     return received
 
 
-def _store(form, form_version, actor, upload, envelope, instance_id, assigned, xml_sha256,
-           names, blobs, grantee_code) -> Received:
+def _plan(form, actor: Actor, envelope, instance_id: str, grantee_code: str | None,
+          expected_submission: str | None, with_files: bool) -> _Plan:
+    """Recognise what the upload is (new, resend, edit) and whether this actor may do it.
+    Reads only; raises the problem that refuses it.
+
+    A resend of the same bytes changes nothing and is answered as a success whoever sends it
+    (Collect keeps a record it was refused and sends it for ever); one that brings files to
+    merge into the submission needs the right to edit it."""
     existing = queries.def_by_instance_id(form.id, instance_id)
     if envelope.deprecated_id is None:
+        if expected_submission is not None:
+            raise problems.missing_deprecated_id()
         if existing is None:
-            return _create(form, form_version, actor, upload, envelope, instance_id, assigned,
-                           xml_sha256, names, blobs, grantee_code)
-        return _resend(existing, xml_sha256, blobs, actor, instance_id)
+            grantee, issues, hold = _attribute_grantee(form.project_id, actor, grantee_code)
+            return _Plan("create", None, None, grantee, issues, hold)
+        if with_files:
+            _may_touch(actor, existing.submission, existing.instance_id)
+        return _Plan("resend", existing, None, None, [], None)
     replaced = queries.def_by_instance_id(form.id, envelope.deprecated_id)
     if replaced is None:
         raise problems.edit_target_missing(instance_id=envelope.deprecated_id)
+    submission = replaced.submission
+    # Scope first, so that nothing below tells an outsider anything about another's submission.
+    _may_touch(actor, submission, envelope.deprecated_id)
+    if expected_submission is not None and submission.instance_id != expected_submission:
+        raise problems.unexpected_value(field="deprecatedID", value=envelope.deprecated_id,
+                                        reason=f"it is not a version of {expected_submission}")
     if existing is not None:
         if existing.submission.current_def_id == existing.id and existing.deprecated_id == envelope.deprecated_id:
-            return _resend(existing, xml_sha256, blobs, actor, instance_id)  # split upload of an edit
+            return _Plan("resend", existing, None, None, [], None)  # split upload of an edit
         raise problems.already_exists(fields="instanceID", values=instance_id)
-    submission = replaced.submission
     if submission.deleted_at is not None:
         raise problems.submission_deleted()
     if submission.current_def_id != replaced.id:
         raise problems.edit_out_of_date(instance_id=envelope.deprecated_id)
-    return _edit(submission, replaced, form_version, actor, upload, envelope, instance_id,
-                 xml_sha256, names, blobs)
+    grantee, issues, hold = _attribute_edit(form.project_id, actor, submission, grantee_code)
+    return _Plan("edit", None, replaced, grantee, issues, hold)
+
+
+def _may_touch(actor: Actor, submission: Submission, instance_id: str) -> None:
+    """An edit, or a resend that may merge files into a submission, only within scope."""
+    if not can(actor, "submission.edit", submission):
+        raise problems.edit_out_of_scope(instance_id=instance_id)
 
 
 def _new_def(submission, form, form_version, actor, upload, envelope, instance_id, xml_sha256):
@@ -152,15 +199,15 @@ def _new_def(submission, form, form_version, actor, upload, envelope, instance_i
 
 
 def _create(form, form_version, actor, upload, envelope, instance_id, assigned, xml_sha256,
-            names, blobs, grantee_code) -> Received:
-    grantee, issues = _attribute_grantee(form.project_id, actor, grantee_code)
+            names, blobs, plan: _Plan) -> Received:
+    issues = list(plan.issues)
     if assigned:
         issues.append("The device sent no meta/instanceID; FieldSync assigned "
                       f"{instance_id}. A resend of this record cannot be recognised.")
     submission = Submission(
-        form_id=form.id, instance_id=instance_id, grantee_id=grantee.id if grantee else None,
+        form_id=form.id, instance_id=instance_id, grantee_id=plan.grantee.id if plan.grantee else None,
         app_user_id=actor.app_user_id, user_id=actor.user_id, device_id=_cut(upload.device_id),
-        user_agent=_cut(upload.user_agent), instance_id_assigned=assigned,
+        user_agent=_cut(upload.user_agent), instance_id_assigned=assigned, hold=plan.hold,
         review_state="hasIssues" if issues else "received")
     db.session.add(submission)
     db.session.flush()
@@ -179,7 +226,7 @@ def _create(form, form_version, actor, upload, envelope, instance_id, assigned, 
         db.session.add(Comment(submission_id=submission.id, system=True, body=issue))
     record("submission.create", actor, subject=submission,
            details={"instanceId": instance_id, "formVersion": form_version.version,
-                    "attachments": added, "issues": issues})
+                    "attachments": added, "issues": issues, "hold": plan.hold})
     return Received(submission, submission_def, "created", added)
 
 
@@ -205,8 +252,10 @@ def _resend(existing: SubmissionDef, xml_sha256: str, blobs: dict, actor, instan
     return Received(submission, existing, "resent", added)
 
 
-def _edit(submission, replaced, form_version, actor, upload, envelope, instance_id, xml_sha256,
+def _edit(plan: _Plan, form_version, actor, upload, envelope, instance_id, xml_sha256,
           names, blobs) -> Received:
+    replaced = plan.replaced
+    submission = replaced.submission
     submission_def = _new_def(submission, submission.form, form_version, actor, upload, envelope,
                               instance_id, xml_sha256)
     previous = {a.name: a.blob_id for a in replaced.attachments}
@@ -220,33 +269,76 @@ def _edit(submission, replaced, form_version, actor, upload, envelope, instance_
         if name in blobs:
             added.append(name)
     submission.current_def_id = submission_def.id
-    submission.review_state = "edited"
+    before = (submission.review_state, submission.hold)
+    _review_after_edit(submission, actor, plan)
     submission.updated_at = utcnow()
+    for issue in plan.issues:
+        db.session.add(Comment(submission_id=submission.id, system=True, body=issue))
     record("submission.update.version", actor, subject=submission,
            details={"instanceId": instance_id, "deprecatedId": replaced.instance_id,
-                    "formVersion": form_version.version, "attachments": added})
+                    "formVersion": form_version.version, "attachments": added,
+                    "reviewStateBefore": before[0], "reviewState": submission.review_state,
+                    "hold": submission.hold})
     return Received(submission, submission_def, "edited", added)
 
 
-def _attribute_grantee(project_id: int, actor: Actor, code: str | None) -> tuple[Grantee | None, list[str]]:
-    """Which grantee a new submission counts for, and any issue a coordinator should see.
+def _review_after_edit(submission: Submission, actor: Actor, plan: _Plan) -> None:
+    """An edit makes a submission "edited" (as Central), except that a grantee's device or staff
+    cannot undo a coordinator's decision by editing: a rejected submission stays rejected (and
+    uncounted) until a coordinator reviews the new version; a held one stays held."""
+    if plan.grantee is not None:
+        submission.grantee_id = plan.grantee.id
+    if is_reviewer(actor, submission):
+        submission.review_state, submission.hold = "edited", None
+        return
+    if submission.review_state == "rejected":
+        submission.hold = HOLD_EDITED_AFTER_REJECTION
+        db.session.add(Comment(submission_id=submission.id, system=True, body=(
+            f"Edited after rejection by {actor.display_name}. It stays rejected and is not counted "
+            "until a coordinator reviews the new version.")))
+        return
+    if plan.hold is not None:
+        submission.hold = plan.hold
+    submission.review_state = "hasIssues" if submission.hold is not None else "edited"
 
-    Nothing is refused here: a record a trainer made is never lost over a wrong choice in a
-    list. A mismatch is accepted and flagged for review instead.
+
+def _attribute_grantee(project_id: int, actor: Actor, code: str | None) -> tuple[Grantee | None, list[str], str | None]:
+    """Which grantee a new submission counts for, any issue a coordinator should see, and
+    whether it waits for a coordinator (a hold).
+
+    A device's record is never refused over a wrong choice in a list: a trainer's work is not
+    lost. But a grantee's device cannot count for another grantee: such a record is kept under
+    its own grantee, on hold, counted for nobody until a coordinator decides. Grantee staff,
+    who type at a desk with an answer on the screen, are refused outright.
     """
     issues = []
-    grantee = queries.grantee_by_code(project_id, code) if code else None
-    if code and grantee is None:
+    named = queries.grantee_by_code(project_id, code) if code else None
+    if code and named is None:
         issues.append(f"The form names grantee {code!r}, which is not a grantee of this project.")
-    bound = actor.grantee_id if actor.kind == "app_user" else None
-    if bound is not None:
-        if grantee is not None and grantee.id != bound:
-            own = db.session.get(Grantee, bound)
-            issues.append(f"Sent from a device of grantee {own.code!r} but the form says grantee "
-                          f"{grantee.code!r}. Counted for {grantee.code!r}; check which is right.")
-        elif grantee is None:
-            grantee = db.session.get(Grantee, bound)
-    return grantee, issues
+    bound = grantee_scope(actor)
+    if bound is None:
+        return named, issues, None
+    if named is not None and not can(actor, "submission.create", named):
+        if actor.kind != "app_user":
+            raise problems.other_grantee(code=named.code)
+        own = db.session.get(Grantee, bound)
+        issues.append(f"Sent from a device of grantee {own.code!r} but the form says grantee "
+                      f"{named.code!r}. Counted for nobody until a coordinator decides which is right.")
+        return own, issues, HOLD_GRANTEE
+    return named or db.session.get(Grantee, bound), issues, None
+
+
+def _attribute_edit(project_id: int, actor: Actor, submission: Submission,
+                    code: str | None) -> tuple[Grantee | None, list[str], str | None]:
+    """The grantee an edit's XML names, applied as for a new submission; None keeps the
+    submission's own (an unknown or absent code never moves a submission)."""
+    named = queries.grantee_by_code(project_id, code) if code else None
+    if named is None or named.id == submission.grantee_id:
+        return None, [], None
+    grantee, issues, hold = _attribute_grantee(project_id, actor, code)
+    if hold is not None:
+        return None, issues, hold  # stays with its grantee, on hold
+    return grantee, issues, None
 
 
 def _seen(actor: Actor) -> None:

@@ -9,10 +9,10 @@ from .indicators import IndicatorMember, IndicatorSource, IndicatorValue, JobLoc
 from .programme import Grantee, Project, Rayon, Region
 from .records import (Assessment, DuplicateCandidate, Event, Interview, Participant, PendingPersonMatch,
                       PendingRecord, Person, Service)
-from .submissions import REVIEW_STATES, Comment, Submission, SubmissionAttachment, SubmissionDef
+from .submissions import HOLDS, REVIEW_STATES, Comment, Submission, SubmissionAttachment, SubmissionDef
 from .users import ROLES, AppUser, LoginAttempt, Session, WebUser
 
-__all__ = ["Audit", "Blob", "EXPORT_STATES", "ExportJob", "LoginAttempt", "Form", "FormMedia", "FormVersion", "FORM_STATES", "Grantee", "Project",
+__all__ = ["Audit", "Blob", "EXPORT_STATES", "ExportJob", "LoginAttempt", "Form", "FormMedia", "FormVersion", "FORM_STATES", "Grantee", "HOLDS", "Project",
            "Rayon", "Region", "ROLES", "REVIEW_STATES", "Comment", "Submission",
            "SubmissionAttachment", "SubmissionDef", "Assessment", "DuplicateCandidate", "Event",
            "Interview", "Participant", "PendingPersonMatch", "PendingRecord", "Person", "Service", "IndicatorMember",

@@ -12,6 +12,10 @@ from ..extensions import db
 from .base import UTCDateTime, utcnow
 
 REVIEW_STATES = ("received", "hasIssues", "edited", "approved", "rejected")
+# Why a submission is kept but counted for nobody until a coordinator reviews it.
+HOLD_GRANTEE = "grantee"                      # a device's submission names another grantee
+HOLD_EDITED_AFTER_REJECTION = "edited_after_rejection"
+HOLDS = (HOLD_GRANTEE, HOLD_EDITED_AFTER_REJECTION)
 
 
 class Submission(db.Model):
@@ -36,6 +40,7 @@ class Submission(db.Model):
     user_agent: Mapped[str | None] = mapped_column(String(255), nullable=True)
     review_state: Mapped[str] = mapped_column(String(16), default="received")
     instance_id_assigned: Mapped[bool] = mapped_column(Boolean, default=False)
+    hold: Mapped[str | None] = mapped_column(String(32), nullable=True)  # one of HOLDS, or None
     created_at = mapped_column(UTCDateTime, default=utcnow, nullable=False)
     updated_at = mapped_column(UTCDateTime, nullable=True)
     deleted_at = mapped_column(UTCDateTime, nullable=True)

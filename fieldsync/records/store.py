@@ -54,6 +54,7 @@ class Built(NamedTuple):
     id: int
     grantee_id: int | None
     review_state: str
+    hold: str | None
     deleted_at: object
     instance_id: str
     xml_form_id: str
@@ -62,7 +63,7 @@ class Built(NamedTuple):
 
 
 _S, _F, _D, _V = (m.__table__ for m in (Submission, Form, SubmissionDef, FormVersion))
-_BUILT = select(_S.c.id, _S.c.grantee_id, _S.c.review_state, _S.c.deleted_at, _S.c.instance_id, _F.c.xml_form_id,
+_BUILT = select(_S.c.id, _S.c.grantee_id, _S.c.review_state, _S.c.hold, _S.c.deleted_at, _S.c.instance_id, _F.c.xml_form_id,
                 _D.c.xml, _V.c.schema_json).select_from(
     _S.join(_F, _F.c.id == _S.c.form_id).outerjoin(_D, _D.c.id == _S.c.current_def_id)
     .outerjoin(_V, _V.c.id == _D.c.form_version_id)).where(_S.c.id.in_(bindparam("ids", expanding=True)))
@@ -105,7 +106,8 @@ def rebuild(submission: Built) -> set[str]:
     if derived is None:
         return touched
     values = {"submission_id": submission.id, "grantee_id": submission.grantee_id,
-              "counted": submission.review_state != "rejected",
+              # Rejected, or on hold until a coordinator decides: kept, counted for nobody.
+              "counted": submission.review_state != "rejected" and submission.hold is None,
               "approved": submission.review_state == "approved", **derived["fields"]}
     if derived["table"] == "events":
         values["instance_id"] = submission.instance_id
