@@ -54,11 +54,20 @@ multipart_parse = _problem("400.39", "Multipart form content failed to parse.")
 invalid_xlsform = _problem("400.15", "The XLSForm could not be converted: {reason}")
 invalid_xform = _problem("400.16", "The form did not pass ODK Validate: {reason}")
 unsafe_file_name = _problem("400.17", "The file name {name!r} is not allowed: {reason}")
+odata_filter_unparseable = _problem("400.18", "The OData filter expression you provided could not be parsed: {reason}")
+odata_skiptoken_not_found = _problem("400.34", "Record associated with the provided $skiptoken not found.")
+odata_invalid_skiptoken = _problem("400.35", "Invalid $skiptoken: {reason}. Use the @odata.nextLink of the previous page.")
 
 # 401/403: who you are, what you may do
 auth_failed = _problem("401.2", "Could not authenticate with the provided credentials.")
 https_only = _problem("401.3", "This authentication method is only available over HTTPS.")
 forbidden = _problem("403.1", "The authenticated actor does not have rights to perform that action.")
+edit_out_of_scope = _problem(
+    "403.102", "You may not edit submission {instance_id}: it belongs to a grantee outside your scope, "
+               "or it was not sent by you. Nothing was saved.")
+other_grantee = _problem(
+    "403.103", "You may not submit for grantee {code!r}: you record for your own grantee only. "
+               "Nothing was saved.")
 
 # 404: not there
 not_found = _problem("404.1", "Could not find the resource you were looking for.")
