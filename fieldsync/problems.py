@@ -98,6 +98,7 @@ version_conflict = _problem(
 already_decided = _problem("409.102", "This duplicate candidate was already decided ({status}).")
 too_large = _problem("413.1", "The request is too large: at most {limit} bytes are accepted.")
 too_many_attempts = _problem("429.1", "Too many failed sign-in attempts. Wait {minutes} minutes and try again.")
+too_many_exports = _problem("429.102", "You already have {limit} exports being prepared. Wait for one to finish, then ask again.")
 csrf_failed = _problem("403.101", "This form has expired or did not come from FieldSync. Reload the page and try again.")
 
 # 500/501/503/507

@@ -56,8 +56,12 @@ def test_grantee_staff_see_only_their_own(client, make_user, sent):
     rows = client.get(BASE, headers=staff).get_json()
     assert [r["instanceId"] for r in rows] == [sent["tomo"]]
     assert client.get(f"{BASE}/{sent['tomo']}", headers=staff).status_code == 200
+    unknown = "uuid:00000000-0000-4000-8000-000000000000"
     for suffix in ("", ".xml", "/attachments", "/attachments/group.jpg", "/comments", "/versions"):
-        assert client.get(f"{BASE}/{sent['chinek']}{suffix}", headers=staff).status_code == 403, suffix
+        # Out of scope answers exactly as an unknown id does: nothing tells the id exists.
+        theirs = client.get(f"{BASE}/{sent['chinek']}{suffix}", headers=staff)
+        nobodys = client.get(f"{BASE}/{unknown}{suffix}", headers=staff)
+        assert (theirs.status_code, theirs.get_json()) == (404, nobodys.get_json()), suffix
     assert client.patch(f"{BASE}/{sent['tomo']}", json={"reviewState": "approved"}, headers=staff).status_code == 403
 
 

@@ -1,12 +1,16 @@
 """Submissions for web users and scripts, with ODK Central's REST shapes:
 `/v1/projects/{pid}/forms/{xmlFormId}/submissions[/{instanceId}[.xml|/attachments|/comments|…]]`."""
-from flask import Response, current_app, request
+import json
+
+from flask import Response, current_app, request, stream_with_context
 
 from .. import problems, review
+from ..extensions import db
 from ..auth import can
-from ..httpkit import bounded_int, current_actor
+from ..httpkit import MAX_ID, bounded_int, current_actor
 from ..ingest import Upload, receive
 from ..models import Audit, Comment, Submission, SubmissionDef, iso
+from ..review import reader
 from . import bp, schemas
 from .openapi import documented
 from .sessions import json_body
@@ -47,6 +51,9 @@ def submission_json(submission: Submission) -> dict:
         "reviewState": None if submission.review_state == "received" else submission.review_state,
         "grantee": submission.grantee.code if submission.grantee else None,
         "instanceIdAssigned": submission.instance_id_assigned,
+        # FieldSync's own: why a submission is kept but counted for nobody until a coordinator
+        # reviews it ("grantee", "edited_after_rejection"), or null.
+        "hold": submission.hold,
         "createdAt": iso(submission.created_at),
         "updatedAt": iso(submission.updated_at),
         "deletedAt": iso(submission.deleted_at),
@@ -55,15 +62,28 @@ def submission_json(submission: Submission) -> dict:
 
 
 @bp.get(BASE)
-@documented("Submissions of a form, newest first", response=schemas.Submission, many=True, query={"limit": {"type": "integer", "minimum": 1}, "after": {"type": "integer"}, "deleted": {"type": "string", "enum": ["true", "false"]}})
+@documented("Every submission of a form, newest first (as Central: all of them, or a `limit`/`offset` page)", response=schemas.Submission, many=True, query={"limit": {"type": "integer", "minimum": 0}, "offset": {"type": "integer", "minimum": 0}, "after": {"type": "integer"}, "deleted": {"type": "string", "enum": ["true", "false"]}})
 def list_submissions(project_id, xml_form_id):
     actor = _actor()
     form = review.form_for(actor, project_id, xml_form_id)
-    limit = bounded_int("limit", 100, low=1)
-    after = bounded_int("after")
-    rows = review.list_submissions(actor, form, limit=limit, after_id=after,
-                                   include_deleted=request.args.get("deleted") == "true")
-    return [submission_json(s) for s in rows]
+    limit, offset, after = bounded_int("limit", low=0), bounded_int("offset") or 0, bounded_int("after")
+    query = reader.visible(actor, form, include_deleted=request.args.get("deleted") == "true")
+    if after is not None:
+        query = query.where(Submission.id < after)  # FieldSync's keyset paging, kept for old scripts
+    if limit is not None or offset:
+        page = reader.load(query.order_by(Submission.id.desc()), limit if limit is not None else MAX_ID, offset)
+        return [submission_json(s) for s in page]
+
+    def generate():  # every row, written as read: memory follows a batch, not the form
+        yield "["
+        first = True
+        for page in reader.batches(query):
+            for submission in page:
+                yield ("" if first else ",") + json.dumps(submission_json(submission), ensure_ascii=False)
+                first = False
+            db.session.expunge_all()
+        yield "]"
+    return Response(stream_with_context(generate()), content_type="application/json")
 
 
 @bp.post(BASE)
@@ -125,10 +145,13 @@ def submission_attachment(project_id, xml_form_id, instance_id, name):
 @documented("Set the review state", body=schemas.ReviewUpdate, response=schemas.Submission)
 def update_submission(project_id, xml_form_id, instance_id):
     actor, submission = _found(project_id, xml_form_id, instance_id)
-    state = json_body().get("reviewState")
-    if not isinstance(state, str):
+    body = json_body()
+    state, grantee = body.get("reviewState"), body.get("grantee")
+    if not isinstance(state, str) and not isinstance(grantee, str):
         raise problems.missing_parameter(field="reviewState")
-    review.set_review_state(actor, submission, state, notes=request.headers.get("X-Action-Notes"))
+    review.set_review_state(actor, submission, state if isinstance(state, str) else None,
+                            notes=request.headers.get("X-Action-Notes"),
+                            grantee_code=grantee if isinstance(grantee, str) else None)
     return submission_json(submission)
 
 

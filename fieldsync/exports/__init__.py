@@ -20,13 +20,14 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 
 from .. import problems
 from ..audit import record
-from ..auth import Actor, can, grantee_scope, require
+from ..auth import Actor, accounts, can, grantee_scope, require
 from ..extensions import db, write_transaction
 from ..models import REVIEW_STATES, ExportJob, Grantee, utcnow
+from ..review import reader
 from ..xlsform import queries as form_queries
 from . import queries, writers
 
@@ -37,6 +38,7 @@ LEASE = timedelta(seconds=60)
 KEEP = timedelta(hours=24)
 PROGRESS_EVERY = 0.5  # seconds between progress writes
 MAX_DAYS_BACK = 366 * 50
+MAX_JOBS_PER_USER = 3  # at once, per user: a queue of exports is one click away from a full disk
 
 # Plain, fixed messages a failed job shows (the web app translates them).
 FAILED = "The export stopped because of an error on the server. Start it again; if it fails again, tell your administrator."
@@ -121,6 +123,11 @@ def start(actor: Actor, project_id: int, kind: str, asked: dict, app=None) -> Ex
     params, form = _checked_params(actor, project_id, kind, asked)
     cleanup()
     with write_transaction():
+        # Counted inside the write transaction, so two requests at once cannot both slip under.
+        running = db.session.scalar(select(func.count()).select_from(ExportJob).where(
+            ExportJob.user_id == actor.user_id, ExportJob.status.in_(("pending", "running"))))
+        if running >= MAX_JOBS_PER_USER:
+            raise problems.too_many_exports(limit=MAX_JOBS_PER_USER)
         job = ExportJob(project_id=project_id, user_id=actor.user_id, kind=kind,
                         params=json.dumps(params, ensure_ascii=False), status="pending", done_rows=0)
         db.session.add(job)
@@ -251,17 +258,26 @@ def _finish(job_id: int, mark, **values) -> None:
 
 
 def _spec(job: ExportJob, params: dict):
+    """The job's form and its query: what the job's user may export now, narrowed as asked."""
     form = form_queries.form_by_xml_id(job.project_id, params["form"])
     if form is None or form.current_version is None:
         raise problems.not_found()
+    user = accounts.web_user(job.user_id) if job.user_id else None
+    if user is None or user.disabled_at is not None:
+        raise problems.forbidden()
+    actor = accounts.actor_for_user(user)
+    if params.get("personal") and not can(actor, "personal.read"):
+        raise problems.forbidden()
     zone = _zone()
     since = until = None
     if params.get("since"):
         since = datetime.combine(date.fromisoformat(params["since"]), time(), zone)
     if params.get("until"):
         until = datetime.combine(date.fromisoformat(params["until"]) + timedelta(days=1), time(), zone)
-    return form, queries.SubmissionFilter(form_id=form.id, grantee_id=params.get("grantee_id"),
-                                          review_state=params.get("review_state"), since=since, until=until)
+    grantee_id = params.get("grantee_id")
+    return form, reader.visible(actor, form, "export", reader.Filters(
+        grantee_ids=(grantee_id,) if grantee_id is not None else None,
+        review_state=params.get("review_state"), since=since, until=until))
 
 
 def _write(job: ExportJob, kind: str, params: dict, out, progress) -> str:

@@ -1,22 +1,20 @@
 """Reviewing submissions: reading them within one's grantee scope, review states, comments,
 soft delete and restore, and the audit trail of who saw or changed what.
 
-Owns reads of submissions for people and every change a reviewer makes. Uses models, auth,
+Owns reads of submissions (every feed reads through `reader`, the one scoped reader) and every
+change a reviewer makes. Uses models, auth,
 audit, storage; never HTTP. New submissions arrive through `ingest`, never here.
 """
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 
-from .. import problems, records, storage
+from .. import problems, programme, records, storage
 from ..audit import record
-from ..auth import Actor, can, grantee_scope, require
+from ..auth import Actor, can, require
 from ..extensions import db, write_transaction
 from ..models import (REVIEW_STATES, Audit, Comment, Form, Submission, SubmissionAttachment,
                       SubmissionDef, utcnow)
 from ..xlsform import queries as form_queries
-
-PAGE_LIMIT_MAX = 1000
-
+from . import reader
 
 def form_for(actor: Actor, project_id: int, xml_form_id: str) -> Form:
     require(actor, "submission.read", project_id=project_id)
@@ -26,29 +24,18 @@ def form_for(actor: Actor, project_id: int, xml_form_id: str) -> Form:
     return form
 
 
-def list_submissions(actor: Actor, form: Form, limit: int = 100, after_id: int | None = None,
+def list_submissions(actor: Actor, form: Form, limit: int | None = None, offset: int = 0,
                      include_deleted: bool = False) -> list[Submission]:
-    """Newest first, within the actor's grantee scope; keyset paging on the id."""
-    query = (select(Submission).where(Submission.form_id == form.id)
-             .options(selectinload(Submission.current_def), selectinload(Submission.grantee))
-             .order_by(Submission.id.desc()).limit(min(max(limit, 1), PAGE_LIMIT_MAX)))
-    if not include_deleted:
-        query = query.where(Submission.deleted_at.is_(None))
-    scope = grantee_scope(actor)
-    if scope is not None:
-        query = query.where(Submission.grantee_id == scope)
-    if after_id is not None:
-        query = query.where(Submission.id < after_id)
-    return list(db.session.scalars(query))
+    """Newest first, within the actor's grantee scope."""
+    query = reader.visible(actor, form, include_deleted=include_deleted).order_by(Submission.id.desc())
+    return reader.load(query, limit if limit is not None else 10**12, offset)
 
 
 def get_submission(actor: Actor, form: Form, instance_id: str, deleted_ok: bool = False) -> Submission:
-    submission = db.session.scalar(select(Submission).where(Submission.form_id == form.id,
-                                                            Submission.instance_id == instance_id))
-    if submission is None or (submission.deleted_at is not None and not deleted_ok):
+    # Out of scope answers exactly as unknown: an outsider learns nothing of another's ids.
+    submission = reader.find(actor, form, instance_id, deleted_ok=deleted_ok)
+    if submission is None:
         raise problems.not_found()
-    if not can(actor, "submission.read", submission):
-        raise problems.forbidden()
     return submission
 
 
@@ -84,15 +71,29 @@ def read_attachment(actor: Actor, submission: Submission, name: str) -> tuple[Su
     return attachment, data
 
 
-def set_review_state(actor: Actor, submission: Submission, state: str, notes: str | None = None) -> None:
+def set_review_state(actor: Actor, submission: Submission, state: str | None, notes: str | None = None,
+                     grantee_code: str | None = None) -> None:
+    """A coordinator's decision: a review state, and optionally which grantee the submission
+    counts for. Either clears a hold (the coordinator has looked at it)."""
     require(actor, "submission.update", submission)
-    if state not in REVIEW_STATES:
+    if state is not None and state not in REVIEW_STATES:
         raise problems.unexpected_value(field="reviewState", value=state,
                                         reason=f"use one of {', '.join(REVIEW_STATES)}")
+    grantee = None
+    if grantee_code is not None:
+        grantee = programme.grantee_by_code(submission.form.project_id, grantee_code)
+        if grantee is None or not can(actor, "submission.update", grantee):
+            raise problems.unexpected_value(field="grantee", value=grantee_code, reason="no grantee has this code")
     with write_transaction():
-        submission.review_state = state
+        details = {"holdCleared": submission.hold} if submission.hold else {}
+        if state is not None:
+            submission.review_state = state
+            details["reviewState"] = state
+        if grantee is not None and grantee.id != submission.grantee_id:
+            details["grantee"] = {"from": submission.grantee_id, "to": grantee.id}
+            submission.grantee_id = grantee.id
+        submission.hold = None
         submission.updated_at = utcnow()
-        details = {"reviewState": state}
         if notes:
             details["notes"] = notes
         record("submission.update", actor, subject=submission, details=details)

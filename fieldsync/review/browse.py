@@ -26,6 +26,7 @@ from ..formats.submission import field_values, parse_stored
 from ..models import (REVIEW_STATES, AppUser, Audit, Form, Grantee, Submission, SubmissionAttachment,
                       SubmissionDef, WebUser)
 from ..xlsform import xform
+from . import reader
 
 PAGE_SIZE = 50
 COUNT_CAP = 10_000
@@ -59,39 +60,23 @@ def _day_start(day: date, zone: ZoneInfo) -> datetime:
 
 
 def _filtered(actor: Actor, form: Form, filters: Filters, zone: ZoneInfo):
-    query = select(Submission).where(Submission.form_id == form.id, Submission.deleted_at.is_(None))
-    scope = grantee_scope(actor)
-    if scope is not None:
-        query = query.where(Submission.grantee_id == scope)
-    if filters.grantee_ids is not None:
-        query = query.where(Submission.grantee_id.in_(filters.grantee_ids or (-1,)))
-    if filters.review_state:
-        query = query.where(Submission.review_state == filters.review_state)
-    if filters.date_from:
-        query = query.where(Submission.created_at >= _day_start(filters.date_from, zone))
-    if filters.date_to:
-        query = query.where(Submission.created_at < _day_start(filters.date_to + timedelta(days=1), zone))
-    if filters.app_user_id is not None:
-        query = query.where(Submission.app_user_id == filters.app_user_id)
-    if filters.user_id is not None:
-        query = query.where(Submission.user_id == filters.user_id)
+    """The web table's filters, said in the reader's terms (days in local time, the search box
+    as an instance id or a part of the instance name), read through the one scoped reader."""
+    since = _day_start(filters.date_from, zone) if filters.date_from else None
+    until = _day_start(filters.date_to + timedelta(days=1), zone) if filters.date_to else None
+    ids = patterns = None
     if filters.search:
         text = filters.search.strip()
         if INSTANCE_ID.match(text):
-            # an instance id (of any version): found through the unique (form, instance id) index
-            ids = {text, text if text.lower().startswith("uuid:") else f"uuid:{text}"}
-            query = query.where(Submission.id.in_(
-                select(SubmissionDef.submission_id).where(SubmissionDef.form_id == form.id,
-                                                          SubmissionDef.instance_id.in_(ids))))
+            ids = tuple({text, text if text.lower().startswith("uuid:") else f"uuid:{text}"})
         else:
             # SQLite folds only ASCII case: try the usual casings of the text too (Кант, кант, КАНТ)
             variants = {text, text.lower(), text.upper(), text.capitalize(), text.title()}
-            patterns = ["%" + v.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-                        for v in sorted(variants)]
-            query = query.where(Submission.current_def_id.in_(
-                select(SubmissionDef.id).where(SubmissionDef.form_id == form.id, or_(
-                    *[SubmissionDef.instance_name.ilike(p, escape="\\") for p in patterns]))))
-    return query
+            patterns = tuple("%" + v.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+                             for v in sorted(variants))
+    return reader.visible(actor, form, filters=reader.Filters(
+        grantee_ids=filters.grantee_ids, review_state=filters.review_state, since=since, until=until,
+        app_user_id=filters.app_user_id, user_id=filters.user_id, instance_ids=ids, name_patterns=patterns))
 
 
 def page_of(actor: Actor, form: Form, filters: Filters, zone: ZoneInfo, after: int | None = None,
@@ -138,15 +123,8 @@ def count(actor: Actor, form: Form, filters: Filters, zone: ZoneInfo, cap: int =
 
 def forms_with_submissions(actor: Actor, forms: list[Form]) -> set[int]:
     """Which of these forms have any submission the actor may see (one cheap probe per form)."""
-    found = set()
-    scope = grantee_scope(actor)
-    for form in forms:
-        query = select(Submission.id).where(Submission.form_id == form.id, Submission.deleted_at.is_(None))
-        if scope is not None:
-            query = query.where(Submission.grantee_id == scope)
-        if db.session.scalar(query.limit(1)) is not None:
-            found.add(form.id)
-    return found
+    return {form.id for form in forms if db.session.scalar(
+        reader.visible(actor, form).with_only_columns(Submission.id).limit(1)) is not None}
 
 
 def submitter_names(things) -> dict:

@@ -76,6 +76,9 @@ def _plain(problem: problems.Problem) -> str:
         return i18n.gettext("Choose a grantee from the list.")
     if field == "review_state":
         return i18n.gettext("Choose a review state from the list.")
+    if problem.code == problems.too_many_exports.code:
+        return i18n.gettext("You already have %(n)s exports being prepared. Wait for one to finish, then start "
+                            "this one.", n=problem.details["limit"])
     return i18n.gettext("The export could not be started. Check the choices and try again.")
 
 

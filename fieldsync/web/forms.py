@@ -7,10 +7,9 @@ import re
 from flask import flash, g, redirect, render_template, request, url_for
 
 from .. import problems
-from ..auth import grantee_scope
-from ..exports import queries as export_queries
 from ..programme import PROJECT_ID
 from ..records.media import GENERATED
+from ..review import reader
 from ..xlsform import publish_workbook, queries, set_state
 from ..xlsform.media import MAX_MEDIA_BYTES, attach_media, carry_over_media, current_media_for
 from ..xlsform.publish import safe_media_name
@@ -37,7 +36,7 @@ def _form_or_404(xml_form_id: str):
 
 def _rows():
     forms = queries.published_forms(PROJECT_ID)
-    counts = export_queries.form_counts([f.id for f in forms], grantee_scope(g.actor))
+    counts = reader.form_counts(g.actor, forms)
     rows = []
     for form in forms:
         media = form.current_version.media
@@ -160,7 +159,7 @@ def forms_upload():
 @page("form.read")
 def form_detail(xml_form_id, error=None, status=200):
     form = _form_or_404(xml_form_id)
-    counts = export_queries.form_counts([form.id], grantee_scope(g.actor)).get(form.id, (0, None))
+    counts = reader.form_counts(g.actor, [form]).get(form.id, (0, None))
     version = form.current_version
     warnings = [w for w in json.loads(version.warnings_json or "[]") if not w.startswith("No file ")]
     return render_template("web/forms/detail.html", form=form, version=version, states=STATES,
