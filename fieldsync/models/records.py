@@ -128,6 +128,8 @@ class DuplicateCandidate(db.Model):
     kind: Mapped[str] = mapped_column(String(16))  # event | person
     key_a: Mapped[str] = mapped_column(String(600))
     key_b: Mapped[str] = mapped_column(String(600))
+    # The grantee whose upload found it. A person pair can span grantees (persons are matched
+    # by village), so who may see it is not this alone: see `indicators.duplicates.in_scope`.
     grantee_id: Mapped[int | None] = mapped_column(ForeignKey("grantees.id"), nullable=True, index=True)
     score: Mapped[float] = mapped_column(Float)
     reason: Mapped[str] = mapped_column(Text)

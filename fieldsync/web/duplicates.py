@@ -122,9 +122,9 @@ def duplicate_decide(candidate_id):
     decision = request.form.get("decision", "")
     if decision not in DECISIONS:
         raise problems.unexpected_value(field="decision", value=decision, reason="merge or not_duplicate")
-    candidate = next((c for c in dedup.candidates(None, grantee_scope(g.actor)) if c.id == candidate_id), None)
+    candidate = dedup.find(candidate_id, grantee_scope(g.actor))
     if candidate is None:
-        raise problems.not_found()
+        raise problems.not_found()  # also one out of scope: the same answer as an unknown id
     if candidate.status != "open":
         flash(gettext("This candidate was already decided."), "info")
     else:
