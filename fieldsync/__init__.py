@@ -6,6 +6,7 @@ commands. This module only wires; each room below owns one concern (see its docs
 from pathlib import Path
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config
 from .extensions import db, engine_options, install_sqlite_begin, migrate
@@ -26,6 +27,11 @@ def create_app(overrides: dict | None = None) -> Flask:
     )
     app.json.sort_keys = False
     app.json.ensure_ascii = False
+    # X-Forwarded-* headers say who the client is and whether it used HTTPS only when a proxy
+    # we were told about set them; anyone else could send them too. Only ProxyFix reads them.
+    hops = settings["TRUSTED_PROXIES"]
+    if hops > 0:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(config.PROJECT_ROOT / "migrations"))

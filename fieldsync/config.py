@@ -31,6 +31,7 @@ ENV_KEYS = {
     "RECONCILE_MINUTES": int,
     "RECOMPUTE_PROCESSES": int,
     "TIMEZONE": str,
+    "TRUSTED_PROXIES": int,
 }
 
 
@@ -51,6 +52,9 @@ def load_settings(instance_path: Path, overrides: dict | None = None) -> dict:
         "RECONCILE_MINUTES": 60,
         "RECOMPUTE_PROCESSES": 0,  # processes a large recompute uses; 0: two where there are two cores
         "TIMEZONE": "Asia/Bishkek",  # how the web app shows times; stored times are UTC
+        # How many reverse proxies in a row stand in front of us, whose X-Forwarded-For/-Proto/
+        # -Host we believe; 0: none, so no client can pass for another address or for HTTPS.
+        "TRUSTED_PROXIES": 0,
     }
     config_file = instance_path / "config.toml"
     if config_file.exists():

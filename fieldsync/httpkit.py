@@ -74,13 +74,16 @@ def _authenticate() -> Actor | None:
             raise problems.auth_failed()
         return accounts.actor_for_user(session.user, session)
     if scheme.lower() == "basic":
-        if not (request.is_secure or request.headers.get("X-Forwarded-Proto") == "https"):
+        # Only the connection, or a trusted proxy through ProxyFix (FIELDSYNC_TRUSTED_PROXIES),
+        # says HTTPS: an X-Forwarded-Proto the client sends itself proves nothing.
+        if not request.is_secure:
             raise problems.https_only()
         try:
             email, _, password = base64.b64decode(credentials).decode("utf-8").partition(":")
         except (binascii.Error, UnicodeDecodeError):
             raise problems.auth_failed() from None
-        return accounts.actor_for_user(accounts.user_for_password(email, password))
+        user = accounts.user_for_password(email, password, address=request.remote_addr or "-")
+        return accounts.actor_for_user(user)
     raise problems.auth_failed()
 
 

@@ -64,24 +64,24 @@ def actor_for_app_user(app_user: AppUser) -> Actor:
                  project_id=app_user.project_id)
 
 
-def user_for_password(email: str, password: str) -> WebUser:
+def user_for_password(email: str, password: str, *, address: str) -> WebUser:
+    """The web user with this e-mail and password, throttled per e-mail and address (see
+    `throttle`). Every door a password comes through (sign-in form, POST /v1/sessions, HTTP
+    Basic) comes here, so guesses at all of them count in one budget."""
+    throttle.check(email, address)
     user = db.session.scalar(select(WebUser).where(WebUser.email == (email or "").strip().lower()))
     ok = tokens.check_password(user.password_hash if user else None, password or "")
     if not ok or user.disabled_at is not None:
+        throttle.note(email, address, succeeded=False)
         raise problems.auth_failed()
+    throttle.note(email, address, succeeded=True)
     return user
 
 
 def start_session(email: str, password: str, ttl_hours: int, address: str = "-",
                   kind: str = "api") -> tuple[str, Session]:
     """Check the password (throttled per e-mail and address) and open a session of `kind`."""
-    throttle.check(email, address)
-    try:
-        user = user_for_password(email, password)
-    except problems.Problem:
-        throttle.note(email, address, succeeded=False)
-        raise
-    throttle.note(email, address, succeeded=True)
+    user = user_for_password(email, password, address=address)
     token = tokens.new_token()
     with write_transaction():
         now = utcnow()
