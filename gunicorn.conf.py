@@ -21,6 +21,11 @@ preload_app = False
 # gunicorn's control socket lives at one fixed path per user; two servers on one machine (a
 # second installation, the tests) would fight over it, and FieldSync does not use it.
 control_socket_disable = True
+# Which proxy headers to believe is FieldSync's to decide (FIELDSYNC_TRUSTED_PROXIES, werkzeug's
+# ProxyFix): gunicorn itself believes none, not even from 127.0.0.1, so a client that writes
+# X-Forwarded-Proto: https cannot pass plain HTTP off as HTTPS.
+forwarded_allow_ips = ""
+secure_scheme_headers = {}
 # Device tokens travel in URLs: keep them out of the access log.
 logger_class = "fieldsync.serving.RedactingLogger"
 

@@ -174,3 +174,16 @@ def test_served_by_gunicorn_behind_a_trusted_proxy_the_throttle_counts_the_clien
     locked = sign_in(PASSWORD, "192.0.2.99")
     assert locked.status_code == 429 and locked.json()["code"] == 429.1
     assert sorted(set(failed_from(app, email))) == [f"192.0.2.{i}" for i in range(5)]
+
+
+def test_served_by_gunicorn_a_clients_forwarded_proto_does_not_make_plain_http_secure(app, live_server):
+    """gunicorn itself believes X-Forwarded-Proto from 127.0.0.1 unless told not to
+    (gunicorn.conf.py): over real HTTP, Basic with the header but no proxy configured is refused."""
+    server = live_server()
+    email = create_user(app, "coordinator")
+    response = requests.get(f"{server.url}/v1/users/current", timeout=30,
+                            headers={**basic(email), "X-Forwarded-Proto": "https", "X-Forwarded-Ssl": "on"})
+    assert response.status_code == 401 and response.json()["code"] == 401.3
+    signed = requests.post(f"{server.url}/login", timeout=30, allow_redirects=False,
+                           headers={"X-Forwarded-Proto": "https"}, data={"email": email, "password": PASSWORD})
+    assert "secure" not in signed.headers.get("Set-Cookie", "").lower().split("; ")
