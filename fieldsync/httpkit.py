@@ -203,3 +203,17 @@ def public_base_url() -> str:
     """Where devices reach us: FIELDSYNC_BASE_URL, else this request's own scheme and host."""
     configured = current_app.config["FIELDSYNC"]["BASE_URL"]
     return configured or request.host_url.rstrip("/")
+
+
+def content_disposition(filename: str, inline: bool) -> str:
+    """A Content-Disposition value (RFC 6266) for a file called `filename`: `filename="…"`, an
+    ASCII stand-in for old clients, then `filename*=UTF-8''…` (RFC 5987) with the exact name.
+    No name can end the quoted string, add a parameter or break the header: control characters
+    go, the stand-in keeps printable ASCII but `"`, `\\` and `%` (non-ASCII becomes `_`; `;` is
+    harmless inside the quotes), and the encoded name keeps only RFC 5987's attr-chars."""
+    from urllib.parse import quote  # here, so this helper stays one self-contained block
+
+    name = "".join(c for c in filename if c >= " " and not "\x7f" <= c <= "\x9f") or "download"
+    fallback = "".join(c if c <= "~" and c not in '"\\%' else "_" for c in name)
+    encoded = quote(name, safe="!#$&+^`|", errors="replace")  # "-._~" and alphanumerics are always safe
+    return f"{'inline' if inline else 'attachment'}; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"

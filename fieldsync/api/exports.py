@@ -12,6 +12,7 @@ from ..exports import writers
 from ..formats import csv_export
 from ..formats.odata import visible_fields
 from ..formats.submission import field_values, parse_stored
+from ..httpkit import content_disposition
 from ..models import FormVersion, Submission, SubmissionAttachment, SubmissionDef, iso
 from . import bp
 from .odata import BATCH, _base_query, _edits, _form, _load, _names, _system
@@ -108,4 +109,4 @@ def submissions_csv(project_id, xml_form_id):
             yield csv_export.line(csv_export.root_row(
                 fields, field_values(parse_stored(xml), schema, repeats=False), system))
     return Response(stream_with_context(generate()), content_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{xml_form_id}.csv"'})
+                    headers={"Content-Disposition": content_disposition(f"{xml_form_id}.csv", inline=False)})

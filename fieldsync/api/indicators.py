@@ -6,13 +6,14 @@ from flask import Response, request
 
 from .. import problems
 from ..auth import grantee_scope, require
-from ..httpkit import current_actor
+from ..httpkit import content_disposition, current_actor
 from ..indicators import definitions
 from ..indicators import duplicates as dedup
 from ..indicators import targets as target_store
 from ..indicators.values import format_value, read
 from ..models import iso
 from ..extensions import write_transaction
+from ..formats.cells import neutral
 from . import bp, schemas
 from .openapi import documented
 from .sessions import json_body
@@ -58,7 +59,8 @@ TABLE_HEADER = ["dataElement", "period", "orgUnit", "categoryOptionCombo", "valu
 
 def _rows(cells):
     for c in cells:
-        yield [c.indicator, c.period, c.org_unit, c.coc, format_value(c.value),
+        # Names are typed by people (grantee codes by admins): text cells never open as formulas.
+        yield [neutral(c.indicator), neutral(c.period), neutral(c.org_unit), neutral(c.coc), format_value(c.value),
                format_value(c.target) if c.target is not None else "", c.percent_achieved if c.percent_achieved is not None else ""]
 
 
@@ -70,7 +72,7 @@ def indicator_values_csv(project_id):
     writer.writerow(TABLE_HEADER)
     writer.writerows(_rows(cells))
     return Response(out.getvalue(), content_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": 'attachment; filename="indicator-values.csv"'})
+                    headers={"Content-Disposition": content_disposition("indicator-values.csv", inline=False)})
 
 
 @bp.get(BASE + "/indicator-values.xlsx")
@@ -86,7 +88,7 @@ def indicator_values_xlsx(project_id):
     out = io.BytesIO()
     book.save(out)
     return Response(out.getvalue(), content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                    headers={"Content-Disposition": 'attachment; filename="indicator-values.xlsx"'})
+                    headers={"Content-Disposition": content_disposition("indicator-values.xlsx", inline=False)})
 
 
 @bp.get(BASE + "/indicators")

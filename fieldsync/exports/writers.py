@@ -5,6 +5,7 @@ Each writer takes an open binary file and a `progress(done, total, force=False)`
 renews the job's lease, at most twice a second unless forced, and raises `Abandoned` when another
 process took the job over); it calls it often, even while copying media; it never holds
 a whole export in memory: repeats are spooled to temporary files, XLSX is openpyxl write-only.
+Every cell goes through `formats.cells`, so nothing opens as a formula (CSV injection).
 """
 import csv
 import io
@@ -13,7 +14,7 @@ import tempfile
 import zipfile
 
 from .. import storage
-from ..formats import csv_export
+from ..formats import cells, csv_export
 from ..formats.odata import visible_fields
 from ..formats.submission import field_values, parse_stored
 from . import queries
@@ -95,15 +96,18 @@ def _types(fields: list[dict], repeat: str | None) -> list[str]:
 
 
 def _typed(row: list, types: list[str], offset: int) -> list:
-    """Numbers as numbers, so a spreadsheet can sum them; everything else as text."""
+    """Numbers as numbers, so a spreadsheet can sum them; everything else as text, neutralised
+    again here because openpyxl writes any string starting with "=" as a formula."""
     out = list(row)
-    for index, kind in enumerate(types):
-        value = out[index + offset] if index + offset < len(out) else None
-        if kind in NUMERIC and isinstance(value, str) and value:
+    for index, value in enumerate(out):
+        kind = types[index - offset] if 0 <= index - offset < len(types) else None  # None: a system column
+        if kind in NUMERIC and cells.is_number(value):
             try:
-                out[index + offset] = int(value) if kind == "int" else float(value)
-            except ValueError:
-                pass
+                out[index] = int(value) if kind == "int" else float(value)
+            except ValueError:  # "2.0" or "1e3" typed as an int
+                out[index] = float(value)
+        else:
+            out[index] = cells.typed(value, kind)
     return out
 
 
@@ -172,7 +176,7 @@ def indicators_csv(out, rows: list[list], progress) -> int:
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(INDICATOR_HEADER)
     for n, row in enumerate(rows, start=1):
-        writer.writerow(["" if v is None else v for v in row])
+        writer.writerow(["" if v is None else cells.neutral(v) for v in row])
         progress(n, len(rows))
     text.flush()
     text.detach()
@@ -187,7 +191,7 @@ def indicators_xlsx(out, rows: list[list], progress) -> int:
     sheet = book.create_sheet("indicator values")
     sheet.append(INDICATOR_HEADER)
     for row in rows:
-        sheet.append(row)
+        sheet.append([cells.neutral(v) for v in row])
     book.save(out)
     progress(len(rows), len(rows), force=True)
     return len(rows)

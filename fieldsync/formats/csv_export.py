@@ -2,10 +2,14 @@
 
 The root table is `<form>.csv` (`SubmissionDate, <fields…>, KEY, SubmitterID, …`), each repeat
 `<form>-<repeat>.csv` ending with `PARENT_KEY, KEY`; group paths are joined with `-`; a
-geopoint becomes four columns. Pure: rows in, CSV text out, one row at a time.
+geopoint becomes four columns. Pure: rows in, CSV text out, one row at a time. Every cell of a
+row is passed through `cells`, so text that a spreadsheet would run as a formula cannot reach
+one (the XLSX writer uses these rows too).
 """
 import csv
 import io
+
+from . import cells as spreadsheet
 
 GEO_PARTS = ("Latitude", "Longitude", "Altitude", "Accuracy")
 TRAILER = ["KEY", "SubmitterID", "SubmitterName", "AttachmentsPresent", "AttachmentsExpected", "Status",
@@ -57,18 +61,19 @@ def _cells(columns, lookup) -> list[str]:
         if field["type"] == "geopoint":  # one of its four columns, in order
             index = position.get(field["path"], 0)
             position[field["path"]] = index + 1
-            out.append((value.split() + ["", "", "", ""])[:4][index])
-        else:
-            out.append(value)
+            value = (value.split() + ["", "", "", ""])[:4][index]
+        out.append(spreadsheet.typed(value, field["type"]))
     return out
 
 
 def root_row(fields, values: dict, system: dict) -> list[str]:
     columns = _columns(fields, None)
+    # The instance ID, the device ID and the submitter's name come from devices and people too.
     return [system["submissionDate"]] + _cells(columns, lambda f: values.get(f["path"])) + [
-        system["key"], system["submitterId"], system["submitterName"] or "", system["attachmentsPresent"],
-        system["attachmentsExpected"], "", system["reviewState"] or "", system["deviceId"] or "",
-        system["edits"], system["formVersion"]]
+        spreadsheet.neutral(v) for v in (
+            system["key"], system["submitterId"], system["submitterName"] or "", system["attachmentsPresent"],
+            system["attachmentsExpected"], "", system["reviewState"] or "", system["deviceId"] or "",
+            system["edits"], system["formVersion"])]
 
 
 def repeat_rows(fields, values: dict, repeat: str, parent_key: str) -> list[list[str]]:
@@ -76,7 +81,8 @@ def repeat_rows(fields, values: dict, repeat: str, parent_key: str) -> list[list
     rows = []
     for index, item in enumerate(values.get(repeat) or [], start=1):
         rows.append(_cells(columns, lambda f: item.get(f["path"][len(repeat) + 1:]))
-                    + [parent_key, f"{parent_key}/{repeat.replace('/', '-')}[{index}]"])
+                    + [spreadsheet.neutral(parent_key),
+                       spreadsheet.neutral(f"{parent_key}/{repeat.replace('/', '-')}[{index}]")])
     return rows
 
 

@@ -7,7 +7,7 @@ from flask import Response, current_app, request
 from .. import problems, storage
 from ..auth import can, grantee_scope, require
 from ..formats import openrosa as openrosa_xml
-from ..httpkit import current_actor, openrosa_endpoint, public_base_url
+from ..httpkit import content_disposition, current_actor, openrosa_endpoint, public_base_url
 from ..models import Form
 from ..records.media import GENERATED
 from ..xlsform import queries
@@ -44,9 +44,7 @@ def _file_response(data: bytes, md5: str, content_type: str, filename: str | Non
     response = current_app.response_class(data, content_type=content_type)
     response.set_etag(md5)
     if filename is not None:
-        ascii_name = filename.encode("ascii", "replace").decode("ascii").replace('"', "_").replace("?", "_")
-        response.headers["Content-Disposition"] = (
-            f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}")
+        response.headers["Content-Disposition"] = content_disposition(filename, inline=False)
     return response.make_conditional(request)
 
 

@@ -9,7 +9,9 @@ sign-in form itself, so a third-party page cannot sign a browser into someone el
 import functools
 import hashlib
 import hmac
+import re
 import secrets
+from urllib.parse import urlsplit
 
 from flask import current_app, g, redirect, request, url_for
 
@@ -22,6 +24,8 @@ from . import i18n
 SESSION_COOKIE = "fieldsync_session"
 PRESESSION_COOKIE = "fieldsync_presession"
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1
+MAX_NEXT = 2048  # longer is no page of ours, and would only bloat the Location header
 
 
 def _sign(value: str) -> str:
@@ -87,9 +91,15 @@ def finish_response(response):
 
 
 def safe_next(target: str | None) -> str:
-    """Only a path on this site: never `//evil.example` or an absolute URL."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
+    """Only a path on this site (`/…`), else the home page: never `//evil.example`, `/\\evil`,
+    `https://evil` or a header split. Controls and whitespace go first, because browsers drop tabs
+    and newlines inside a URL (`/<tab>/evil` is `//evil` to them) and a newline would split the header."""
+    target = CONTROLS.sub("", target or "").strip()
+    if (len(target) <= MAX_NEXT and target.startswith("/") and not target.startswith(("//", "/\\"))
+            and "\\" not in target):
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc:
+            return target
     return url_for("web.dashboard")
 
 

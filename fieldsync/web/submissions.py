@@ -7,6 +7,7 @@ from flask import Response, flash, g, redirect, render_template, request, url_fo
 
 from .. import problems, programme, review
 from ..auth import can, grantee_scope
+from ..httpkit import content_disposition
 from ..models import REVIEW_STATES
 from ..review import browse
 from ..xlsform import queries as form_queries
@@ -235,8 +236,7 @@ def submission_file(xml_form_id, instance_id, name):
     content_type = attachment.blob.content_type or "application/octet-stream"
     inline = content_type in browse.IMAGE_TYPES
     response = Response(data, content_type=content_type)
-    safe = re.sub(r'[^A-Za-z0-9._-]', "_", attachment.name)
-    response.headers["Content-Disposition"] = f'{"inline" if inline else "attachment"}; filename="{safe}"'
+    response.headers["Content-Disposition"] = content_disposition(attachment.name, inline)
     response.headers["Cache-Control"] = "private, max-age=300"
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
