@@ -224,3 +224,21 @@ def test_system_comments_say_why_a_submission_is_held(app, client, world):
         bodies = list(db.session.scalars(select(Comment.body).join(Submission, Submission.id == Comment.submission_id)
                                          .where(Submission.instance_id == instance_id_of(xml))))
     assert any("Counted for nobody" in b for b in bodies)
+
+
+def test_in_the_web_app_a_coordinator_decides_a_held_submission_and_staff_cannot(app, client, world, web_client):
+    xml = instance_xml(world["form_xml"], {**TOMO, "village": "Barskoon"})
+    post(client, f"/v1/key/{world['chinek']}/projects/1/submission", xml)
+    url = f"/submissions/seminar_attendance/{instance_id_of(xml)}"
+    tomo = counted_for(app, "tomo")
+    staff = web_client("grantee_staff", grantee="chinek")
+    before = snapshot(app)
+    assert staff.post(url + "/review", data={"reviewState": "approved", "grantee": "chinek"}).status_code == 403
+    assert snapshot(app) == before
+    coordinator = web_client("coordinator")
+    page = coordinator.get(url).get_data(as_text=True)
+    assert "Names another grantee" in page and 'data-test="review-grantee"' in page
+    assert coordinator.post(url + "/review", data={"reviewState": "approved", "grantee": "tomo"}).status_code == 302
+    row = client.get(f"{BASE}/{instance_id_of(xml)}", headers=world["coordinator"]).get_json()
+    assert (row["grantee"], row["hold"], row["reviewState"]) == ("tomo", None, "approved")
+    assert counted_for(app, "tomo") == tomo + 1

@@ -7,7 +7,7 @@ from flask import Response, current_app, request, stream_with_context
 from .. import problems, review
 from ..extensions import db
 from ..auth import can
-from ..httpkit import MAX_ID, bounded_int, current_actor
+from ..httpkit import MAX_ID, bounded_int, content_disposition, current_actor
 from ..ingest import Upload, receive
 from ..models import Audit, Comment, Submission, SubmissionDef, iso
 from ..review import reader
@@ -136,7 +136,7 @@ def submission_attachment(project_id, xml_form_id, instance_id, name):
     content_type = attachment.blob.content_type
     disposition = "inline" if content_type in ("image/jpeg", "image/png", "image/gif") else "attachment"
     response = Response(data, content_type=content_type)
-    response.headers["Content-Disposition"] = f'{disposition}; filename="{attachment.name}"'
+    response.headers["Content-Disposition"] = content_disposition(attachment.name, inline=disposition == "inline")
     response.set_etag(attachment.blob.md5)
     return response.make_conditional(request)
 

@@ -129,11 +129,8 @@ def forms_with_submissions(actor: Actor, forms: list[Form]) -> set[int]:
 
 def submitter_names(things) -> dict:
     """{thing.id: name} for submissions or versions: the app user's or web user's name."""
-    app_ids = {t.app_user_id for t in things if t.app_user_id}
-    user_ids = {t.user_id for t in things if t.user_id}
-    apps = app_user_names(app_ids)
-    users = user_names(user_ids)
-    return {t.id: apps.get(t.app_user_id) if t.app_user_id else users.get(t.user_id) for t in things}
+    names = reader.submitter_names(things)
+    return {t.id: names.get(("a", t.app_user_id) if t.app_user_id else ("u", t.user_id)) for t in things}
 
 
 def app_user_names(ids) -> dict:

@@ -69,7 +69,9 @@ def load_actor() -> None:
 
 
 def cookie_secure() -> bool:
-    return request.is_secure or request.headers.get("X-Forwarded-Proto") == "https"
+    # Behind a trusted proxy (FIELDSYNC_TRUSTED_PROXIES) ProxyFix has already set the scheme;
+    # a client's own X-Forwarded-Proto is never believed here.
+    return request.is_secure
 
 
 def set_session_cookie(response, token: str) -> None:

@@ -9,6 +9,7 @@ from .. import problems, programme, review
 from ..auth import can, grantee_scope
 from ..httpkit import content_disposition
 from ..models import REVIEW_STATES
+from ..models.submissions import HOLD_GRANTEE
 from ..review import browse
 from ..xlsform import queries as form_queries
 from . import bp, i18n, nav
@@ -163,11 +164,7 @@ def submissions():
 
 def _found(xml_form_id: str, instance_id: str):
     form = review.form_for(g.actor, PROJECT_ID, xml_form_id)
-    submission = review.get_submission(g.actor, form, instance_id)
-    scope = grantee_scope(g.actor)
-    if scope is not None and submission.grantee_id != scope:
-        raise problems.not_found()
-    return form, submission
+    return form, review.get_submission(g.actor, form, instance_id)  # out of scope: 404, as unknown
 
 
 @bp.get("/submissions/<xml_form_id>/<instance_id>")
@@ -195,6 +192,7 @@ def submission(xml_form_id, instance_id):
         changes_shown=lambda change: _change_row(change, latest["schema"], extras, language, personal_ok),
         comments=comments, reviews=reviews, audits=audits, names=names, app_names=app_names,
         decisions=DECISIONS, submitter=browse.submitter_names([found]).get(found.id),
+        grantees=_grantees() if found.hold == HOLD_GRANTEE and can(g.actor, "submission.update", found) else [],
         back_url=request.args.get("back") if (request.args.get("back") or "").startswith("/submissions?") else
         url_for("web.submissions", form=form.xml_form_id),
         audit_label=_audit_label, file_url=lambda name: url_for("web.submission_file", xml_form_id=form.xml_form_id,
@@ -258,7 +256,8 @@ def submission_review(xml_form_id, instance_id):
     if len(note) > NOTE_MAX:
         flash(gettext("The note is too long (at most %(n)s characters).", n=NOTE_MAX), "error")
         return redirect(_detail_url(form, found, "review"))
-    review.set_review_state(g.actor, found, state, notes=note or None)
+    review.set_review_state(g.actor, found, state, notes=note or None,
+                            grantee_code=request.form.get("grantee") or None)
     flash(gettext("Review state set to “%(state)s”.", state=gettext(DECISIONS[state])), "success")
     return redirect(_detail_url(form, found, "review"))
 
