@@ -326,3 +326,24 @@ def test_oversize_body_of_any_content_type_is_413(app, client, url):
                            headers=OPENROSA)
     assert response.status_code == 413
     assert "10000000 bytes" in message(response)
+
+
+def test_a_devices_last_sync_is_written_at_most_once_a_minute(app, client, url, form_xml):
+    """Every upload of one credential writing its row made concurrent uploads queue on it."""
+    from datetime import timedelta
+
+    from fieldsync.models import AppUser
+
+    def seen():
+        with app.app_context():
+            return db.session.scalar(select(AppUser.last_seen_at))
+    assert post(client, url, seminar(form_xml)).status_code == 201
+    first = seen()
+    assert first is not None
+    assert post(client, url, seminar(form_xml)).status_code == 201
+    assert seen() == first  # within the minute: not written again
+    with app.app_context():
+        db.session.query(AppUser).update({AppUser.last_seen_at: first - timedelta(minutes=2)})
+        db.session.commit()
+    assert post(client, url, seminar(form_xml)).status_code == 201
+    assert seen() > first

@@ -14,6 +14,7 @@ import hashlib
 import mimetypes
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import BinaryIO
 
 from sqlalchemy.exc import IntegrityError
@@ -341,10 +342,18 @@ def _attribute_edit(project_id: int, actor: Actor, submission: Submission,
     return grantee, issues, None
 
 
+SEEN_EVERY = timedelta(minutes=1)
+
+
 def _seen(actor: Actor) -> None:
+    """When a device last synced, to the minute. Written at most once a minute: every upload of
+    one device credential writing the same row made concurrent uploads queue on its row lock
+    (PostgreSQL), for a figure the Devices page shows as "3 minutes ago"."""
     if actor.kind == "app_user":
         app_user = db.session.get(AppUser, actor.id)
-        app_user.last_seen_at = utcnow()
+        now = utcnow()
+        if app_user.last_seen_at is None or now - app_user.last_seen_at >= SEEN_EVERY:
+            app_user.last_seen_at = now
 
 
 def _content_type(part, name: str) -> str:
