@@ -10,6 +10,8 @@ import json
 import re
 from xml.sax.saxutils import escape, quoteattr
 
+from .. import problems
+
 NS = "org.opendatakit.user"
 EDM_TYPES = {"int": "Edm.Int64", "decimal": "Edm.Decimal", "date": "Edm.Date", "dateTime": "Edm.DateTimeOffset",
              "time": "Edm.String", "geopoint": "Edm.GeographyPoint", "boolean": "Edm.Boolean"}
@@ -187,10 +189,25 @@ def skiptoken(position: dict) -> str:
     return "01" + base64.b64encode(json.dumps(position, separators=(",", ":")).encode()).decode()
 
 
-def read_skiptoken(token: str) -> dict | None:
+SKIPTOKEN_MAX_LENGTH = 1024  # ours are "01" and the base64 of {"instanceId": …} (at most 255 characters)
+
+
+def read_skiptoken(token: str) -> dict:
+    """The position a `skiptoken()` gave, `{"instanceId": str}`; anything else (not ours, not
+    base64, not JSON, not that shape, too long) is refused with 400.35 before it reaches SQL."""
+    def invalid(reason):
+        return problems.odata_invalid_skiptoken(reason=reason)
+
+    if len(token) > SKIPTOKEN_MAX_LENGTH:
+        raise invalid(f"it is {len(token)} characters long; this server's are under {SKIPTOKEN_MAX_LENGTH}")
     if not token.startswith("01"):
-        return None
+        raise invalid("it does not start with 01, as this server's do")
     try:
-        return json.loads(base64.b64decode(token[2:]))
-    except (ValueError, json.JSONDecodeError):
-        return None
+        position = json.loads(base64.b64decode(token[2:], validate=True).decode("utf-8"))
+    except (ValueError, RecursionError):  # binascii.Error, UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise invalid("it is not base64 of JSON") from None
+    instance_id = position.get("instanceId") if isinstance(position, dict) else None
+    if (not isinstance(instance_id, str) or not 0 < len(instance_id) <= 255
+            or re.search(r"[\x00-\x1f\ud800-\udfff]", instance_id)):
+        raise invalid('it does not hold {"instanceId": "…"}')
+    return {"instanceId": instance_id}
