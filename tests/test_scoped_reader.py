@@ -131,3 +131,15 @@ def test_export_jobs_per_user_are_bounded(app, client, sent, monkeypatch):
     _other, _b, other = signed_in(app, client, "coordinator")
     assert "#job-" in other.post("/exports", data={"what": "indicators", "format": "csv",
                                                    "period": "2026"}).headers["Location"]
+
+
+def test_an_odata_skiptoken_naming_another_grantees_submission_answers_as_an_unknown_one(app, client, sent):
+    from fieldsync.formats import odata
+
+    _email, bearer, _web = signed_in(app, client, "grantee_staff", "chinek")
+    theirs = client.get(f"{BASE}.svc/Submissions", headers=bearer,
+                        query_string={"$top": "1", "$skiptoken": odata.skiptoken({"instanceId": sent["tomo"]})})
+    unknown = client.get(f"{BASE}.svc/Submissions", headers=bearer, query_string={
+        "$top": "1", "$skiptoken": odata.skiptoken({"instanceId": "uuid:00000000-0000-4000-8000-000000000000"})})
+    assert theirs.status_code == unknown.status_code == 400
+    assert theirs.get_json() == unknown.get_json()

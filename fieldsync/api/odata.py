@@ -8,18 +8,17 @@ import json
 from urllib.parse import urlencode
 
 from flask import Response, request, stream_with_context
-from sqlalchemy import func, select
-from sqlalchemy.orm import selectinload
 
 from .. import problems, review
 from ..audit import record
-from ..auth import can, grantee_scope
+from ..auth import can
 from ..extensions import db, write_transaction
 from ..formats import odata
 from ..formats.odata_query import mentions, parse, to_sql
 from ..formats.submission import field_values, parse_stored
 from ..httpkit import bounded_int, current_actor, public_base_url
-from ..models import AppUser, Submission, SubmissionDef, WebUser, iso
+from ..models import Submission
+from ..review import reader
 from . import bp, schemas
 from .openapi import documented
 
@@ -96,17 +95,12 @@ def _options():
 
 
 def _base_query(actor, form):
-    query = select(Submission).where(Submission.form_id == form.id)
-    scope = grantee_scope(actor)
-    if scope is not None:
-        query = query.where(Submission.grantee_id == scope)
+    """What the actor may export of the form, through the one scoped reader, narrowed by $filter."""
     text = request.args.get("$filter")
     tree = parse(text) if text else None
-    if tree is not None:
-        query = query.where(to_sql(tree, COLUMNS, LITERALS))
-    if tree is None or not mentions(tree, "__system/deletedAt"):
-        query = query.where(Submission.deleted_at.is_(None))  # as Central: deleted rows only when asked
-    return query
+    # As Central: deleted rows only when the filter asks about them.
+    return reader.visible(actor, form, "export", where=to_sql(tree, COLUMNS, LITERALS) if tree is not None else None,
+                          include_deleted=tree is not None and mentions(tree, "__system/deletedAt"))
 
 
 def _order(query):
@@ -124,52 +118,13 @@ def _order(query):
     return query.order_by(*clauses, Submission.id.desc()), False
 
 
-def _names(submissions) -> dict:
-    app_ids = {s.app_user_id for s in submissions if s.app_user_id}
-    user_ids = {s.user_id for s in submissions if s.user_id}
-    names = {("a", i): n for i, n in db.session.execute(
-        select(AppUser.id, AppUser.display_name).where(AppUser.id.in_(app_ids)))} if app_ids else {}
-    names.update({("u", i): n for i, n in db.session.execute(
-        select(WebUser.id, WebUser.display_name).where(WebUser.id.in_(user_ids)))} if user_ids else {})
-    return names
-
-
-def _system(submission: Submission, names: dict, edits: int) -> dict:
-    current = submission.current_def
-    attachments = current.attachments
-    submitter = ("a", submission.app_user_id) if submission.app_user_id else ("u", submission.user_id)
-    return {"submissionDate": iso(submission.created_at), "updatedAt": iso(submission.updated_at),
-            "deletedAt": iso(submission.deleted_at), "submitterId": str(submitter[1]),
-            "submitterName": names.get(submitter), "attachmentsPresent": sum(1 for a in attachments if a.blob_id),
-            "attachmentsExpected": len(attachments), "status": None,
-            "reviewState": None if submission.review_state == "received" else submission.review_state,
-            "deviceId": submission.device_id, "edits": edits, "formVersion": current.form_version.version,
-            "grantee": submission.grantee.code if submission.grantee else None}
-
-
-def _load(query, limit: int, offset: int = 0) -> list[Submission]:
-    query = query.options(selectinload(Submission.current_def).selectinload(SubmissionDef.attachments),
-                          selectinload(Submission.current_def).selectinload(SubmissionDef.form_version),
-                          selectinload(Submission.grantee))
-    return list(db.session.scalars(query.limit(limit).offset(offset)))
-
-
-def _edits(submissions) -> dict[int, int]:
-    ids = [s.id for s in submissions]
-    if not ids:
-        return {}
-    rows = db.session.execute(select(SubmissionDef.submission_id, func.count()).where(
-        SubmissionDef.submission_id.in_(ids)).group_by(SubmissionDef.submission_id))
-    return {sid: n - 1 for sid, n in rows}
-
-
 def _rows(submissions, fields, schema, repeat, expand, wkt):
-    names, edits = _names(submissions), _edits(submissions)
+    names, edits = reader.submitter_names(submissions), reader.edit_counts(submissions)
     for submission in submissions:
         values = field_values(parse_stored(submission.current_def.xml), schema,
                               repeats=repeat is not None or expand)
         if repeat is None:
-            yield odata.submission_row(_system(submission, names, edits.get(submission.id, 0)),
+            yield odata.submission_row(reader.system_block(submission, names, edits.get(submission.id, 0)),
                                        submission.instance_id, values, fields, schema.get("repeats", []),
                                        expand, wkt)
         else:
@@ -199,12 +154,14 @@ def table(project_id, xml_form_id, table):
     token = request.args.get("$skiptoken")
     if token:
         position = odata.read_skiptoken(token)  # 400.35 unless it is the shape this server writes
-        last = db.session.scalar(select(Submission.id).where(
-            Submission.form_id == form.id, Submission.instance_id == position["instanceId"]))
+        # Through the scoped reader: a token naming another grantee's submission is, to this
+        # actor, a token naming none.
+        found = reader.find(actor, form, position["instanceId"], "export", deleted_ok=True)
+        last = found.id if found is not None else None
         if last is None:
             raise problems.odata_skiptoken_not_found()
         query, skip = query.where(Submission.id < last), 0
-    count = db.session.scalar(select(func.count()).select_from(base.subquery())) if _flag("$count") else None
+    count = reader.count(base) if _flag("$count") else None
     context = f"{_context_url(project_id, xml_form_id)}/$metadata#{table}"
     with write_transaction():
         record("form.submissions.export", actor, subject=form,
@@ -213,13 +170,13 @@ def table(project_id, xml_form_id, table):
     if top is None:
         return _stream(query, skip, fields, schema, repeat, expand, wkt, selected, context, count)
     if repeat is None:
-        page = _load(query, top + 1, skip)
+        page = reader.load(query, top + 1, skip)
         more = len(page) > top
         page = page[:top]
         rows = [_select(r, selected) for r in _rows(page, fields, schema, None, expand, wkt)]
         next_link = _next_link(page[-1].instance_id, top, keyset, skip) if more and page else None
     else:
-        all_rows = [r for r in _rows(_load(query, 10**9, 0), fields, schema, repeat, expand, wkt)]
+        all_rows = [r for r in _rows(reader.load(query, 10**9, 0), fields, schema, repeat, expand, wkt)]
         rows = [_select(r, selected) for r in all_rows[skip:skip + top]]
         next_link = _offset_link(skip + top, top) if len(all_rows) > skip + top else None
     body = {"@odata.context": context, "value": rows}
@@ -261,9 +218,9 @@ def _stream(query, skip, fields, schema, repeat, expand, wkt, selected, context,
         first, offset, last_id = True, skip, None
         while True:
             if keyset and last_id is not None:
-                page = _load(query.where(Submission.id < last_id), BATCH, 0)
+                page = reader.load(query.where(Submission.id < last_id), BATCH, 0)
             else:
-                page = _load(query, BATCH, offset)
+                page = reader.load(query, BATCH, offset)
             if not page:
                 break
             for row in _rows(page, fields, schema, repeat, expand, wkt):
