@@ -4,6 +4,8 @@ Every refused request is checked to have changed nothing: the submission rows (r
 hold, grantee, current version), the versions, the stored files and the indicator values.
 Through the real app: device key URLs (OpenRosa), Bearer tokens (REST), on SQLite and PostgreSQL.
 """
+from pathlib import Path
+
 import pytest
 from sqlalchemy import func, select
 
@@ -242,3 +244,68 @@ def test_in_the_web_app_a_coordinator_decides_a_held_submission_and_staff_cannot
     row = client.get(f"{BASE}/{instance_id_of(xml)}", headers=world["coordinator"]).get_json()
     assert (row["grantee"], row["hold"], row["reviewState"]) == ("tomo", None, "approved")
     assert counted_for(app, "tomo") == tomo + 1
+
+
+# --- what the review was decided on stays decided on ------------------------------------------
+
+def _photo_seminar(world, client):
+    xml = instance_xml(world["form_xml"], {**SEMINAR, "village": "Kemin", "photo": "group.jpg"})
+    assert post(client, f"/v1/key/{world['chinek']}/projects/1/submission", xml,
+                files={"group.jpg": b"\xff\xd8\xffFIRST"}).status_code == 201
+    return xml
+
+
+def test_a_file_replaced_after_approval_sends_the_submission_back_for_review(app, client, world):
+    xml = _photo_seminar(world, client)
+    iid = instance_id_of(xml)
+    client.patch(f"{BASE}/{iid}", json={"reviewState": "approved"}, headers=world["coordinator"])
+    assert post(client, f"/v1/key/{world['chinek']}/projects/1/submission", xml,
+                files={"group.jpg": b"\xff\xd8\xffSWAPPED"}).status_code == 201
+    row = client.get(f"{BASE}/{iid}", headers=world["coordinator"]).get_json()
+    assert row["reviewState"] == "edited"
+    comments = client.get(f"{BASE}/{iid}/comments", headers=world["coordinator"]).get_json()
+    assert any("Files changed after approval" in c["body"] for c in comments)
+
+
+def test_a_file_uploaded_to_a_rejected_submission_keeps_it_rejected_and_held(app, client, world):
+    xml = _photo_seminar(world, client)
+    iid = instance_id_of(xml)
+    client.patch(f"{BASE}/{iid}", json={"reviewState": "rejected"}, headers=world["coordinator"])
+    response = client.post(f"{BASE}/{iid}/attachments/group.jpg", data=b"\xff\xd8\xffSWAPPED",
+                           headers={**world["chinek_staff"], "Content-Type": "image/jpeg"})
+    assert response.status_code == 200
+    row = client.get(f"{BASE}/{iid}", headers=world["coordinator"]).get_json()
+    assert (row["reviewState"], row["hold"]) == ("rejected", "edited_after_rejection")
+
+
+def _blob_files(app) -> int:
+    return sum(1 for p in (Path(app.instance_path) / "blobs").rglob("*") if p.is_file())
+
+
+def test_refused_resends_leave_no_file_on_disk(app, client, world):
+    xml = _photo_seminar(world, client)
+    iid = instance_id_of(xml)
+    files = _blob_files(app)
+    url = f"/v1/key/{world['chinek']}/projects/1/submission"
+    other = instance_xml(world["form_xml"], {**SEMINAR, "village": "Other", "photo": "group.jpg"}, instance_id=iid)
+    assert post(client, url, other, files={"group.jpg": b"\xff\xd8\xffDIFFERENT-XML"}).status_code == 409
+    edit = _edit_of(world, iid, {**SEMINAR, "village": "Kemin", "topic": "safe_migration"})
+    assert post(client, url, edit).status_code == 201
+    assert post(client, url, xml, files={"group.jpg": b"\xff\xd8\xffSUPERSEDED"}).status_code == 409
+    client.delete(f"{BASE}/{iid}", headers=world["coordinator"])
+    assert post(client, url, edit, files={"group.jpg": b"\xff\xd8\xffDELETED"}).status_code == 409
+    assert _blob_files(app) == files
+
+
+# --- other answers that must not tell another grantee's things apart --------------------------
+
+def test_indicator_values_for_another_grantee_answer_as_for_an_unknown_code(app, client, world):
+    staff = world["chinek_staff"]
+    theirs = client.get("/v1/projects/1/indicator-values?orgUnit=tomo", headers=staff)
+    nobodys = client.get("/v1/projects/1/indicator-values?orgUnit=zzz", headers=staff)
+    assert theirs.status_code == nobodys.status_code == 400
+    assert theirs.get_json()["code"] == nobodys.get_json()["code"] == 400.8
+    assert client.get("/v1/projects/1/indicator-values?orgUnit=chinek", headers=staff).status_code == 200
+    for headers in (staff, world["coordinator"]):
+        for path in ("indicator-values", "indicator-values.csv", "targets"):
+            assert client.get(f"/v1/projects/2/{path}", headers=headers).status_code == 404, path

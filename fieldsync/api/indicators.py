@@ -4,21 +4,27 @@ import io
 
 from flask import Response, request
 
-from .. import problems
+from .. import problems, programme
 from ..auth import grantee_scope, require
+from ..extensions import write_transaction
+from ..formats.cells import neutral
 from ..httpkit import content_disposition, current_actor
 from ..indicators import definitions
 from ..indicators import duplicates as dedup
 from ..indicators import targets as target_store
 from ..indicators.values import format_value, read
 from ..models import iso
-from ..extensions import write_transaction
-from ..formats.cells import neutral
 from . import bp, schemas
 from .openapi import documented
 from .sessions import json_body
 
 BASE = "/v1/projects/<int:project_id>"
+
+
+def _project_exists(project_id: int) -> None:
+    """An unknown project is a 404 for everyone (not an empty answer, not a 500)."""
+    if programme.project(project_id) is None:
+        raise problems.not_found()
 
 
 def _list(name: str) -> list[str]:
@@ -28,6 +34,7 @@ def _list(name: str) -> list[str]:
 def _cells(project_id: int):
     actor = current_actor()
     require(actor, "indicator.read", project_id=project_id)
+    _project_exists(project_id)
     defs = definitions()
     families = {i: d.family for i, d in defs.indicators.items()}
     scope = "approved" if request.args.get("approvedOnly") in ("true", "1") else "all"
@@ -105,6 +112,7 @@ def list_indicators(project_id):
 def get_targets(project_id):
     actor = current_actor()
     require(actor, "indicator.read", project_id=project_id)
+    _project_exists(project_id)
     return [{"grantee": code, "indicator": t.indicator, "period": t.period, "value": t.value,
              "updatedAt": iso(t.updated_at)}
             for t, code in target_store.list_targets(project_id, grantee_scope(actor))]

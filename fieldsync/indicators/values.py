@@ -46,18 +46,23 @@ def read(project_id: int, families: dict[str, str], indicators: list[str], org_u
     grantees = {g.code: g for g in db.session.scalars(select(Grantee).where(Grantee.project_id == project_id))}
     regions = {r.code for r in db.session.scalars(select(Region))}
     units: dict[str, list[int]] = {}
-    for unit in org_units or sorted(grantees):
+    if allowed_grantee is not None:
+        # Scope first: to grantee staff another grantee's code is answered as a code that does
+        # not exist, so the answer tells nothing about which codes do.
+        own = next((code for code, g in grantees.items() if g.id == allowed_grantee), None)
+        if own is None:
+            raise problems.not_found()  # not a grantee of this project
+        unknown = next((u for u in org_units if u != own), None)
+        if unknown is not None:
+            raise problems.unexpected_value(field="orgUnit", value=unknown, reason="not a grantee or region code")
+        units = {own: [allowed_grantee]}
+    for unit in [] if allowed_grantee is not None else (org_units or sorted(grantees)):
         if unit in grantees:
             units[unit] = [grantees[unit].id]
         elif unit in regions:
             units[unit] = [g.id for g in grantees.values() if g.region_code == unit]
         else:
             raise problems.unexpected_value(field="orgUnit", value=unit, reason="not a grantee or region code")
-    if allowed_grantee is not None:
-        own = next(code for code, g in grantees.items() if g.id == allowed_grantee)
-        if org_units and any(u != own for u in org_units):
-            raise problems.forbidden()
-        units = {own: [allowed_grantee]}
     wanted = indicators or sorted(families)
     for indicator in wanted:
         if indicator not in families:

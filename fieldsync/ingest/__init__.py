@@ -60,8 +60,8 @@ def receive(project_id: int, actor: Actor, upload: Upload, max_bytes: int,
     anything is stored."""
     with signals.receiving():  # background rebuilds give way while an upload is stored
         received = _receive(project_id, actor, upload, max_bytes, expected_form_id, expected_submission)
-    if announce and received.outcome != "resent":
-        records.announce(received.submission.id)
+    if announce and (received.outcome != "resent" or received.attachments_added):
+        records.announce(received.submission.id)  # (a resend's files may send it back for review)
     return received
 
 
@@ -97,9 +97,10 @@ def _receive(project_id: int, actor: Actor, upload: Upload, max_bytes: int,
     if assigned:
         instance_id = f"uuid:{uuid.uuid4()}"
     grantee_code = field_text(envelope.root, GRANTEE_FIELD)
+    xml_sha256 = hashlib.sha256(upload.xml).hexdigest()
     # Decided before a byte is stored: a refused upload leaves no file and no row. The same
     # decision is taken again inside the write transaction, on rows that cannot change under it.
-    _plan(form, actor, envelope, instance_id, grantee_code, expected_submission, bool(upload.files))
+    _plan(form, actor, envelope, instance_id, xml_sha256, grantee_code, expected_submission, bool(upload.files))
 
     names = attachment_names(envelope.root, form_version.schema)
     for name, _audit in names:
@@ -114,11 +115,10 @@ def _receive(project_id: int, actor: Actor, upload: Upload, max_bytes: int,
             except OverflowError:
                 raise problems.too_large(limit=max_bytes) from None
 
-    xml_sha256 = hashlib.sha256(upload.xml).hexdigest()
     for attempt in range(3):
         try:
             with write_transaction():
-                plan = _plan(form, actor, envelope, instance_id, grantee_code, expected_submission,
+                plan = _plan(form, actor, envelope, instance_id, xml_sha256, grantee_code, expected_submission,
                              bool(files))
                 blobs = {name: storage.register(stored, content_type).id
                          for name, (stored, content_type) in files.items()}
@@ -127,7 +127,7 @@ def _receive(project_id: int, actor: Actor, upload: Upload, max_bytes: int,
                     received = _create(form, form_version, actor, upload, envelope, instance_id, assigned,
                                        xml_sha256, names, blobs, plan)
                 elif plan.outcome == "resend":
-                    received = _resend(plan.existing, xml_sha256, blobs, actor, instance_id)
+                    received = _resend(plan.existing, blobs, actor)
                 else:
                     received = _edit(plan, form_version, actor, upload, envelope, instance_id,
                                      xml_sha256, names, blobs)
@@ -142,7 +142,7 @@ def _receive(project_id: int, actor: Actor, upload: Upload, max_bytes: int,
     return received
 
 
-def _plan(form, actor: Actor, envelope, instance_id: str, grantee_code: str | None,
+def _plan(form, actor: Actor, envelope, instance_id: str, xml_sha256: str, grantee_code: str | None,
           expected_submission: str | None, with_files: bool) -> _Plan:
     """Recognise what the upload is (new, resend, edit) and whether this actor may do it.
     Reads only; raises the problem that refuses it.
@@ -159,6 +159,7 @@ def _plan(form, actor: Actor, envelope, instance_id: str, grantee_code: str | No
             return _Plan("create", None, None, grantee, issues, hold)
         if with_files:
             _may_touch(actor, existing.submission, existing.instance_id)
+        _check_resend(existing, xml_sha256, instance_id)
         return _Plan("resend", existing, None, None, [], None)
     replaced = queries.def_by_instance_id(form.id, envelope.deprecated_id)
     if replaced is None:
@@ -171,6 +172,7 @@ def _plan(form, actor: Actor, envelope, instance_id: str, grantee_code: str | No
                                         reason=f"it is not a version of {expected_submission}")
     if existing is not None:
         if existing.submission.current_def_id == existing.id and existing.deprecated_id == envelope.deprecated_id:
+            _check_resend(existing, xml_sha256, instance_id)
             return _Plan("resend", existing, None, None, [], None)  # split upload of an edit
         raise problems.already_exists(fields="instanceID", values=instance_id)
     if submission.deleted_at is not None:
@@ -179,6 +181,17 @@ def _plan(form, actor: Actor, envelope, instance_id: str, grantee_code: str | No
         raise problems.edit_out_of_date(instance_id=envelope.deprecated_id)
     grantee, issues, hold = _attribute_edit(form.project_id, actor, submission, grantee_code)
     return _Plan("edit", None, replaced, grantee, issues, hold)
+
+
+def _check_resend(existing: SubmissionDef, xml_sha256: str, instance_id: str) -> None:
+    """A resend is the same bytes of the current version of a submission that is not deleted."""
+    submission = existing.submission
+    if submission.deleted_at is not None:
+        raise problems.submission_deleted()
+    if submission.current_def_id != existing.id:
+        raise problems.edit_out_of_date(instance_id=instance_id)
+    if existing.xml_sha256 != xml_sha256:
+        raise problems.different_xml()
 
 
 def _may_touch(actor: Actor, submission: Submission, instance_id: str) -> None:
@@ -231,14 +244,9 @@ def _create(form, form_version, actor, upload, envelope, instance_id, assigned, 
     return Received(submission, submission_def, "created", added)
 
 
-def _resend(existing: SubmissionDef, xml_sha256: str, blobs: dict, actor, instance_id) -> Received:
+def _resend(existing: SubmissionDef, blobs: dict, actor) -> Received:
+    """The same XML again (checked by `_plan`), perhaps with files that did not arrive before."""
     submission = existing.submission
-    if submission.deleted_at is not None:
-        raise problems.submission_deleted()
-    if submission.current_def_id != existing.id:
-        raise problems.edit_out_of_date(instance_id=instance_id)
-    if existing.xml_sha256 != xml_sha256:
-        raise problems.different_xml()
     added = []
     for attachment in existing.attachments:
         blob_id = blobs.get(attachment.name)
@@ -250,7 +258,28 @@ def _resend(existing: SubmissionDef, xml_sha256: str, blobs: dict, actor, instan
         submission.updated_at = utcnow()
         record("submission.attachment.update", actor, subject=submission,
                details={"instanceId": existing.instance_id, "attachments": added})
+        files_changed(submission, actor, added)
     return Received(submission, existing, "resent", added)
+
+
+def files_changed(submission: Submission, actor: Actor, names: list[str]) -> bool:
+    """A file of a submission arrived or was replaced. After a coordinator's decision that is a
+    change of the evidence it was decided on: from someone who is not a reviewer it sends an
+    approved submission back for review ("edited"), and keeps a rejected one rejected, held
+    until a coordinator looks again."""
+    if is_reviewer(actor, submission) or submission.review_state not in ("approved", "rejected"):
+        return False
+    listed = ", ".join(names)
+    if submission.review_state == "rejected":
+        submission.hold = HOLD_EDITED_AFTER_REJECTION
+        body = (f"Files changed after rejection by {actor.display_name} ({listed}). It stays rejected and is "
+                "not counted until a coordinator reviews it.")
+    else:
+        submission.review_state = "edited"
+        body = f"Files changed after approval by {actor.display_name} ({listed}): to be reviewed again."
+    db.session.add(Comment(submission_id=submission.id, system=True, body=body))
+    records.queue(submission.id)  # "approved only" indicators no longer count it
+    return True
 
 
 def _edit(plan: _Plan, form_version, actor, upload, envelope, instance_id, xml_sha256,
@@ -376,6 +405,7 @@ def attach(actor: Actor, submission: Submission, name: str, source, max_bytes: i
         stored = storage.write_file(source, max_bytes=max_bytes)
     except OverflowError:
         raise problems.too_large(limit=max_bytes) from None
+    requeued = False
     with write_transaction():
         blob = storage.register(stored, mimetypes.guess_type(name)[0] or "application/octet-stream")
         slot = db.session.get(SubmissionAttachment, slot.id)
@@ -384,4 +414,7 @@ def attach(actor: Actor, submission: Submission, name: str, source, max_bytes: i
             slot.blob_id, slot.updated_at = blob.id, utcnow()
             record("submission.attachment.update", actor, subject=slot.submission_def.submission,
                    details={"instanceId": slot.submission_def.instance_id, "attachments": [name]})
+            requeued = files_changed(slot.submission_def.submission, actor, [name])
+    if requeued:
+        records.announce(submission.id)
     return changed
