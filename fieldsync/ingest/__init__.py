@@ -98,9 +98,10 @@ def _receive(project_id: int, actor: Actor, upload: Upload, max_bytes: int,
         instance_id = f"uuid:{uuid.uuid4()}"
     grantee_code = field_text(envelope.root, GRANTEE_FIELD)
     xml_sha256 = hashlib.sha256(upload.xml).hexdigest()
-    # Decided before a byte is stored: a refused upload leaves no file and no row. The same
-    # decision is taken again inside the write transaction, on rows that cannot change under it.
-    _plan(form, actor, envelope, instance_id, xml_sha256, grantee_code, expected_submission, bool(upload.files))
+    # With files, decided before a byte is stored, so that a refused upload leaves no file on
+    # disk; in any case decided inside the write transaction, on rows that cannot change under it.
+    if upload.files:
+        _plan(form, actor, envelope, instance_id, xml_sha256, grantee_code, expected_submission, True)
 
     names = attachment_names(envelope.root, form_version.schema)
     for name, _audit in names:
