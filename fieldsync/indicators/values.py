@@ -52,9 +52,11 @@ def read(project_id: int, families: dict[str, str], indicators: list[str], org_u
         own = next((code for code, g in grantees.items() if g.id == allowed_grantee), None)
         if own is None:
             raise problems.not_found()  # not a grantee of this project
-        unknown = next((u for u in org_units if u != own), None)
-        if unknown is not None:
-            raise problems.unexpected_value(field="orgUnit", value=unknown, reason="not a grantee or region code")
+        for unit in org_units:
+            if unit in regions:
+                raise problems.forbidden()  # regions are the programme's public reference data
+            if unit != own:
+                raise problems.unexpected_value(field="orgUnit", value=unit, reason="not a grantee or region code")
         units = {own: [allowed_grantee]}
     for unit in [] if allowed_grantee is not None else (org_units or sorted(grantees)):
         if unit in grantees:
