@@ -18,23 +18,13 @@ from hypothesis import strategies as st
 
 from fieldsync.formats.odata_query import MAX_DEPTH, MAX_LENGTH
 
-from collect import SEMINAR, instance_id_of, instance_xml, post
+from test_odata import sent  # noqa: F401 (the same three seminars)
 
 SVC = "/v1/projects/1/forms/seminar_attendance.svc"
 UNREADABLE, SKIPTOKEN_NOT_FOUND, INVALID_SKIPTOKEN = 400.18, 400.34, 400.35
 UNSUPPORTED_FILTER, UNSUPPORTED, UNEXPECTED_VALUE = 501.4, 501.1, 400.8
 
 
-@pytest.fixture
-def sent(client, make_app_user):
-    phone = make_app_user(name="phone", grantee="chinek")
-    form_xml = client.get(f"/v1/key/{phone['token']}/projects/1/forms/seminar_attendance.xml").data
-    ids = []
-    for village in ("Kant", "Tokmok", "Ivanovka"):
-        xml = instance_xml(form_xml, {**SEMINAR, "village": village})
-        assert post(client, f"/v1/key/{phone['token']}/projects/1/submission", xml).status_code == 201
-        ids.append(instance_id_of(xml))
-    return ids
 
 
 @pytest.fixture
