@@ -41,3 +41,31 @@ def post_fork(server, worker):
     # Every worker runs the scheduler; a lease in the database lets one of them do each job.
     import os
     os.environ.setdefault("FIELDSYNC_SCHEDULER", "on")
+
+
+# Derived work (records, indicators, the look-alike search) runs in a process of its own, started
+# and kept alive by the master, at a lower priority: uploads never wait for it, nor share their
+# CPU and GIL with it (fieldsync.pipeline). FIELDSYNC_DERIVE=thread brings back a derive thread
+# in each serving process instead.
+DERIVE = os.environ.get("FIELDSYNC_DERIVE") or "process"
+raw_env = [f"FIELDSYNC_DERIVE={DERIVE}"]
+_derive = None
+
+
+def when_ready(server):
+    global _derive
+    if DERIVE != "process":
+        return
+    import sys
+
+    from fieldsync.pipeline.worker import Supervisor
+    env = {**os.environ, "FIELDSYNC_DERIVE": "process", "FIELDSYNC_SCHEDULER": "off"}
+    # FieldSync's application is app.py's `app`, found from the directory gunicorn runs in.
+    _derive = Supervisor([sys.executable, "-m", "flask", "--app", "app", "worker"], env=env,
+                         cwd=os.getcwd()).start()
+    server.log.info("derive worker supervised (FIELDSYNC_DERIVE=process)")
+
+
+def on_exit(server):
+    if _derive is not None:
+        _derive.stop()

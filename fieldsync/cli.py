@@ -232,9 +232,19 @@ def demo_load(seed):
     click.echo("Demo loaded: " + ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) + ".")
 
 
+@click.command("worker")
+@click.option("--nice", default=10, show_default=True, help="Added to this process's OS priority.")
+def worker_command(nice):
+    """Rebuild records and indicators from the queue until stopped (SIGTERM): the derive worker
+    that gunicorn.conf.py starts beside the server. Run it by hand only with FIELDSYNC_DERIVE=process."""
+    from . import pipeline
+    pipeline.run(current_app._get_current_object(), nice=nice)
+
+
 def register(app):
     app.cli.add_command(setup_command)
     for group in (forms_cli, users_cli, app_users_cli, indicators_cli, targets_cli, demo_cli):
         app.cli.add_command(group)
     app.cli.add_command(backup_command)
+    app.cli.add_command(worker_command)
     app.cli.add_command(restore_command)

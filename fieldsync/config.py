@@ -32,6 +32,7 @@ ENV_KEYS = {
     "RECOMPUTE_PROCESSES": int,
     "TIMEZONE": str,
     "TRUSTED_PROXIES": int,
+    "DERIVE": str,
 }
 
 
@@ -55,6 +56,9 @@ def load_settings(instance_path: Path, overrides: dict | None = None) -> dict:
         # How many reverse proxies in a row stand in front of us, whose X-Forwarded-For/-Proto/
         # -Host we believe; 0: none, so no client can pass for another address or for HTTPS.
         "TRUSTED_PROXIES": 0,
+        # Who rebuilds records and indicators after an upload (see fieldsync.pipeline):
+        # "inline" here, "process" under gunicorn (gunicorn.conf.py), or "thread".
+        "DERIVE": "inline",
     }
     config_file = instance_path / "config.toml"
     if config_file.exists():

@@ -73,18 +73,21 @@ def run_once(app, name: str, work, ttl_seconds: float = 600) -> bool:
 
 def start_scheduler(app):
     """Start the APScheduler jobs in this process (called when serving, not in tests or CLI),
-    and the worker that rebuilds records and indicators after each upload's response."""
+    and, unless a derive worker process does it (`FIELDSYNC_DERIVE=process`), the thread that
+    rebuilds records and indicators after each upload's response."""
     from apscheduler.schedulers.background import BackgroundScheduler
 
     from . import indicators
     from .indicators import worker
 
-    worker.start(app)
-
     settings = app.config["FIELDSYNC"]
     scheduler = BackgroundScheduler(daemon=True, timezone="UTC")
-    scheduler.add_job(lambda: run_once(app, "indicators.pending", indicators.process_pending, 120),
-                      "interval", seconds=30, id="indicators.pending", max_instances=1, coalesce=True)
+    if settings["DERIVE"] != "process":
+        # Derived work in this process: its thread after each upload, and a job for backlogs.
+        # With the derive worker process (gunicorn's default) serving processes do neither.
+        worker.start(app)
+        scheduler.add_job(lambda: run_once(app, "indicators.pending", indicators.process_pending, 120),
+                          "interval", seconds=30, id="indicators.pending", max_instances=1, coalesce=True)
     scheduler.add_job(lambda: run_once(app, "indicators.reconcile", lambda: indicators.recompute("schedule"), 3600),
                       "interval", minutes=settings["RECONCILE_MINUTES"], id="indicators.reconcile",
                       max_instances=1, coalesce=True)

@@ -2,10 +2,11 @@
 incremental updates, the reconcile job, targets.
 
 Owns `indicator_*`, `targets` and `reconcile_runs`. May use models and records; never HTTP.
-Listens for `signals.submissions_changed`: a serving process hands the queued submissions to
-its background `worker` (so an upload's 201 waits only for the durable store), anything else
-(CLI, tests with Flask's test client) processes them at once. The `indicators.pending` job and
-the reconcile job catch up anything a crash or failure left behind.
+Listens for `signals.submissions_changed`: under gunicorn the derive worker process
+(`fieldsync.pipeline`) finds the queued submissions itself, so an upload's 201 waits only for the
+durable store; with `FIELDSYNC_DERIVE=thread` a serving process hands them to its background
+`worker` thread; anything else (CLI, tests with Flask's test client) processes them at once. The
+reconcile job catches up anything a failure left behind.
 """
 import logging
 
@@ -31,6 +32,8 @@ def drain(app, timeout: float = 30.0) -> int:
 
 
 def _on_submissions_changed(app, submission_ids=(), **_):
+    if app.config["FIELDSYNC"]["DERIVE"] == "process":
+        return  # the derive worker process finds them in the queue (fieldsync.pipeline)
     running = worker.current(app)
     if running is not None:
         running.submit(submission_ids)
