@@ -36,6 +36,17 @@ def _derive_pid(master: int) -> int | None:
     return None
 
 
+def _describe(master: int) -> list:
+    """The master's children and their command lines, for a failure's message."""
+    out = []
+    for pid in _children(master):
+        try:
+            out.append((pid, Path(f"/proc/{pid}/cmdline").read_bytes()))
+        except OSError:
+            out.append((pid, None))
+    return out
+
+
 def _nice(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
 
@@ -82,7 +93,8 @@ def test_under_gunicorn_a_derive_process_rebuilds_and_is_kept_alive(app, live_se
     # Killed, it is started again, and what was queued meanwhile is done by the next one.
     os.kill(derive, signal.SIGKILL)
     _send(server, token, form_xml, "Tokmok")
-    assert _wait(lambda: _derive_pid(master) not in (None, derive))
+    assert _wait(lambda: _derive_pid(master) not in (None, derive), timeout=60), (
+        _describe(master), (server.folder / f"server-{server.port}.log").read_text()[-3000:])
     assert _wait(lambda: _counts(app) == (0, 2)), _counts(app)
 
 

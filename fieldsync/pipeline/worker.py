@@ -93,11 +93,17 @@ class Supervisor:
     def _keep_alive(self) -> None:
         import subprocess
         while not self.stopping.is_set():
-            self.process = subprocess.Popen(self.command, env=self.env, cwd=self.cwd)
-            code = self.process.wait()
+            try:
+                self.process = subprocess.Popen(self.command, env=self.env, cwd=self.cwd)
+                code = self.process.wait()
+            except Exception:
+                # Whatever went wrong (gunicorn's master reaps every child it is signalled
+                # about, ours included), this thread must not die: it is the worker's keeper.
+                log.exception("derive worker supervision: starting another")
+                code = None
             if self.stopping.is_set():
                 return
-            log.warning("derive worker %s exited (%s); starting another", self.process.pid, code)
+            log.warning("derive worker exited (%s); starting another", code)
             time.sleep(self.restart_after)
 
     def stop(self, timeout: float = 20.0) -> None:
