@@ -203,6 +203,31 @@ class LiveServer:
                 time.sleep(0.1)
         raise RuntimeError("server did not start")
 
+    def children(self) -> list[int]:
+        """The master's child processes, from every thread of it: Linux lists a child under the
+        thread that forked it, and the derive worker is started by the master's supervisor thread."""
+        found = []
+        for task in Path(f"/proc/{self.process.pid}/task").glob("*"):
+            try:
+                found += [int(p) for p in (task / "children").read_text().split()]
+            except OSError:
+                continue
+        return sorted(found)
+
+    @staticmethod
+    def is_derive_worker(pid: int) -> bool:
+        try:
+            return b"worker" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False
+
+    def serving_pids(self) -> list[int]:
+        """gunicorn's serving workers, not the derive worker the master also keeps."""
+        return [pid for pid in self.children() if not self.is_derive_worker(pid)]
+
+    def derive_pid(self) -> int | None:
+        return next((pid for pid in self.children() if self.is_derive_worker(pid)), None)
+
     def kill(self):
         """SIGKILL the master and every worker at once: no graceful shutdown, as in a power cut."""
         if self.process and self.process.poll() is None:

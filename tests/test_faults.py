@@ -768,34 +768,6 @@ def _acknowledged(log_path: Path) -> list[str]:
             if line.startswith("201 ") and len(line.split()) == 2]
 
 
-def _children(master_pid: int) -> list[int]:
-    """The master's child processes, from every thread of it (the derive worker is started by
-    the master's supervisor thread, and Linux lists a child under the thread that forked it)."""
-    found = []
-    for task in Path(f"/proc/{master_pid}/task").glob("*"):
-        try:
-            found += [int(p) for p in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return sorted(found)
-
-
-def _is_derive_worker(pid: int) -> bool:
-    try:
-        return b"worker" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-
-
-def _worker_pids(master_pid: int) -> list[int]:
-    """gunicorn's serving workers (not the derive worker the master also keeps)."""
-    return [pid for pid in _children(master_pid) if not _is_derive_worker(pid)]
-
-
-def _derive_pid(master_pid: int) -> int | None:
-    return next((pid for pid in _children(master_pid) if _is_derive_worker(pid)), None)
-
-
 def test_sigkill_of_workers_and_master_under_load_from_another_process(app, live_server, device, tmp_path):
     """A load of distinct seminars from a separate client process (2,000 with
     FIELDSYNC_FAULT_LOAD=2000; 300 by default, for CI). A gunicorn worker is SIGKILLed a fifth
@@ -822,12 +794,12 @@ def test_sigkill_of_workers_and_master_under_load_from_another_process(app, live
                                str(folder), str(log_path)])
     try:
         assert wait_until(lambda: len(_acknowledged(log_path)) >= total // 5, timeout=300)
-        victim = _worker_pids(server.process.pid)[0]
+        victim = server.serving_pids()[0]
         os.kill(victim, signal.SIGKILL)
-        derive = _derive_pid(server.process.pid)
+        derive = server.derive_pid()
         assert derive is not None, "gunicorn's master keeps a derive worker process"
         os.kill(derive, signal.SIGKILL)  # its rounds' rows stay queued; the master starts another
-        assert wait_until(lambda: _derive_pid(server.process.pid) not in (None, derive), timeout=30)
+        assert wait_until(lambda: server.derive_pid() not in (None, derive), timeout=60)
         assert wait_until(lambda: len(_acknowledged(log_path)) >= total // 2, timeout=300)
         server.kill()
         client.wait(timeout=600)

@@ -16,30 +16,10 @@ from fieldsync.extensions import db
 from fieldsync.models import Event, PendingRecord
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(p) for p in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found
-
-
-def _derive_pid(master: int) -> int | None:
-    for pid in _children(master):
-        try:
-            if b"worker" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
-                return pid
-        except OSError:
-            continue
-    return None
-
-
-def _describe(master: int) -> list:
+def _describe(server) -> list:
     """The master's children and their command lines, for a failure's message."""
     out = []
-    for pid in _children(master):
+    for pid in server.children():
         try:
             out.append((pid, Path(f"/proc/{pid}/cmdline").read_bytes()))
         except OSError:
@@ -78,10 +58,9 @@ def _send(server, token, form_xml, village):
 def test_under_gunicorn_a_derive_process_rebuilds_and_is_kept_alive(app, live_server, make_app_user):
     token = make_app_user(name="pipeline phone", grantee="chinek")["token"]
     server = live_server(workers=1)
-    master = server.process.pid
-    derive = _derive_pid(master)
+    derive = server.derive_pid()
     assert derive is not None, "the master starts a derive worker"
-    serving = [pid for pid in _children(master) if pid != derive]
+    serving = server.serving_pids()
     # Lowered as it starts (after its imports): the serving processes come first on the CPU.
     assert serving and _wait(lambda: all(_nice(derive) >= _nice(pid) + 10 for pid in serving), timeout=20)
     form_xml = requests.get(f"{server.url}/v1/key/{token}/projects/1/forms/seminar_attendance.xml", timeout=10).content
@@ -93,8 +72,8 @@ def test_under_gunicorn_a_derive_process_rebuilds_and_is_kept_alive(app, live_se
     # Killed, it is started again, and what was queued meanwhile is done by the next one.
     os.kill(derive, signal.SIGKILL)
     _send(server, token, form_xml, "Tokmok")
-    assert _wait(lambda: _derive_pid(master) not in (None, derive), timeout=60), (
-        _describe(master), (server.folder / f"server-{server.port}.log").read_text()[-3000:])
+    assert _wait(lambda: server.derive_pid() not in (None, derive), timeout=60), (
+        _describe(server), (server.folder / f"server-{server.port}.log").read_text()[-3000:])
     assert _wait(lambda: _counts(app) == (0, 2)), _counts(app)
 
 
@@ -103,7 +82,7 @@ def test_the_serving_processes_leave_the_queue_to_the_derive_worker(app, live_se
     rows wait in the queue: no serving process picks them up."""
     token = make_app_user(name="pipeline phone 2", grantee="chinek")["token"]
     server = live_server(workers=1)
-    derive = _derive_pid(server.process.pid)
+    derive = server.derive_pid()
     os.kill(derive, signal.SIGSTOP)
     try:
         form_xml = requests.get(f"{server.url}/v1/key/{token}/projects/1/forms/seminar_attendance.xml",
