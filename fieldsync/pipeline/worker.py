@@ -22,6 +22,7 @@ ROUND = 50      # submissions per round, between which a stop request is heard
 POLL = 0.2      # seconds between looks at an empty queue
 NICE = 10       # added to the worker's OS priority: serving processes come first on the CPU
 SUPERVISED = "FIELDSYNC_DERIVE_SUPERVISED"
+POLL_CHILD = 0.5  # seconds between the supervisor's looks at its worker
 
 
 def run(app, stop: threading.Event | None = None, nice: int = NICE, poll: float = POLL) -> int:
@@ -95,10 +96,13 @@ class Supervisor:
         while not self.stopping.is_set():
             try:
                 self.process = subprocess.Popen(self.command, env=self.env, cwd=self.cwd)
-                code = self.process.wait()
+                # Polled, not waited for: gunicorn's master reaps every child it is signalled
+                # about (ours too), and a blocking wait here then sleeps on until some other
+                # child's exit wakes it. A poll sees the child gone either way.
+                while (code := self.process.poll()) is None and not self.stopping.wait(POLL_CHILD):
+                    pass
             except Exception:
-                # Whatever went wrong (gunicorn's master reaps every child it is signalled
-                # about, ours included), this thread must not die: it is the worker's keeper.
+                # Whatever went wrong, this thread must not die: it is the worker's keeper.
                 log.exception("derive worker supervision: starting another")
                 code = None
             if self.stopping.is_set():
