@@ -56,16 +56,21 @@ def when_ready(server):
     global _derive
     if DERIVE != "process":
         return
+    import subprocess
     import sys
-
-    from fieldsync.pipeline.worker import Supervisor
     env = {**os.environ, "FIELDSYNC_DERIVE": "process", "FIELDSYNC_SCHEDULER": "off"}
-    # FieldSync's application is app.py's `app`, found from the directory gunicorn runs in.
-    _derive = Supervisor([sys.executable, "-m", "flask", "--app", "app", "worker"], env=env,
-                         cwd=os.getcwd()).start()
-    server.log.info("derive worker supervised (FIELDSYNC_DERIVE=process)")
+    # A small supervisor process keeps the worker alive (fieldsync/pipeline/supervise.py says
+    # why it is not a thread here). FieldSync's application is app.py's `app`, found from the
+    # directory gunicorn runs in.
+    _derive = subprocess.Popen([sys.executable, "-m", "fieldsync.pipeline.supervise", "--",
+                                sys.executable, "-m", "flask", "--app", "app", "worker"], env=env, cwd=os.getcwd())
+    server.log.info("derive worker supervised by process %s (FIELDSYNC_DERIVE=process)", _derive.pid)
 
 
 def on_exit(server):
-    if _derive is not None:
-        _derive.stop()
+    if _derive is not None and _derive.poll() is None:
+        _derive.terminate()
+        try:
+            _derive.wait(25)  # it gives the worker 20 s to finish its round
+        except Exception:
+            _derive.kill()

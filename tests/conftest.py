@@ -203,30 +203,43 @@ class LiveServer:
                 time.sleep(0.1)
         raise RuntimeError("server did not start")
 
-    def children(self) -> list[int]:
-        """The master's child processes, from every thread of it: Linux lists a child under the
-        thread that forked it, and the derive worker is started by the master's supervisor thread."""
+    @staticmethod
+    def children_of(pid: int) -> list[int]:
+        """A process's children, from every thread of it (Linux lists a child under the thread
+        that forked it)."""
         found = []
-        for task in Path(f"/proc/{self.process.pid}/task").glob("*"):
+        for task in Path(f"/proc/{pid}/task").glob("*"):
             try:
                 found += [int(p) for p in (task / "children").read_text().split()]
             except OSError:
                 continue
         return sorted(found)
 
+    def children(self) -> list[int]:
+        return self.children_of(self.process.pid)
+
     @staticmethod
-    def is_derive_worker(pid: int) -> bool:
+    def _command(pid: int) -> list[bytes]:
         try:
-            return b"worker" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
-            return False
+            return []
+
+    def supervisor_pid(self) -> int | None:
+        """The process that keeps the derive worker alive (a child of the master)."""
+        return next((pid for pid in self.children()
+                     if b"fieldsync.pipeline.supervise" in self._command(pid)), None)
 
     def serving_pids(self) -> list[int]:
-        """gunicorn's serving workers, not the derive worker the master also keeps."""
-        return [pid for pid in self.children() if not self.is_derive_worker(pid)]
+        """gunicorn's serving workers, not the derive worker's supervisor."""
+        supervisor = self.supervisor_pid()
+        return [pid for pid in self.children() if pid != supervisor]
 
     def derive_pid(self) -> int | None:
-        return next((pid for pid in self.children() if self.is_derive_worker(pid)), None)
+        supervisor = self.supervisor_pid()
+        if supervisor is None:
+            return None
+        return next((pid for pid in self.children_of(supervisor) if b"worker" in self._command(pid)), None)
 
     def kill(self):
         """SIGKILL the master and every worker at once: no graceful shutdown, as in a power cut."""

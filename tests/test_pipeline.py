@@ -19,7 +19,8 @@ from fieldsync.models import Event, PendingRecord
 def _describe(server) -> list:
     """The master's children and their command lines, for a failure's message."""
     out = []
-    for pid in server.children():
+    supervisor = server.supervisor_pid()
+    for pid in server.children() + (server.children_of(supervisor) if supervisor else []):
         try:
             out.append((pid, Path(f"/proc/{pid}/cmdline").read_bytes()))
         except OSError:
@@ -58,8 +59,8 @@ def _send(server, token, form_xml, village):
 def test_under_gunicorn_a_derive_process_rebuilds_and_is_kept_alive(app, live_server, make_app_user):
     token = make_app_user(name="pipeline phone", grantee="chinek")["token"]
     server = live_server(workers=1)
+    assert _wait(lambda: server.derive_pid() is not None), "the master starts a derive worker"
     derive = server.derive_pid()
-    assert derive is not None, "the master starts a derive worker"
     serving = server.serving_pids()
     # Lowered as it starts (after its imports): the serving processes come first on the CPU.
     assert serving and _wait(lambda: all(_nice(derive) >= _nice(pid) + 10 for pid in serving), timeout=20)
@@ -82,6 +83,7 @@ def test_the_serving_processes_leave_the_queue_to_the_derive_worker(app, live_se
     rows wait in the queue: no serving process picks them up."""
     token = make_app_user(name="pipeline phone 2", grantee="chinek")["token"]
     server = live_server(workers=1)
+    assert _wait(lambda: server.derive_pid() is not None)
     derive = server.derive_pid()
     os.kill(derive, signal.SIGSTOP)
     try:
@@ -94,6 +96,23 @@ def test_the_serving_processes_leave_the_queue_to_the_derive_worker(app, live_se
     finally:
         os.kill(derive, signal.SIGCONT)
     assert _wait(lambda: _counts(app) == (0, 3)), _counts(app)
+
+
+def test_a_killed_master_takes_the_supervisor_and_the_worker_with_it(app, live_server):
+    """SIGKILL of the master alone (no process group): what it started does not live on beside
+    the next server."""
+    server = live_server(workers=1)
+    assert _wait(lambda: server.derive_pid() is not None)
+    supervisor, derive = server.supervisor_pid(), server.derive_pid()
+    os.kill(server.process.pid, signal.SIGKILL)
+    server.process.wait()
+
+    def gone(pid):
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        except OSError:
+            return True
+    assert _wait(lambda: gone(supervisor) and gone(derive), timeout=30)
 
 
 def test_run_works_through_the_queue_until_stopped(app, client, make_app_user):

@@ -3,7 +3,8 @@ rebuilt (`pending_records`), and who works through it.
 
 An upload commits its submission together with its queue row and answers; it never waits for
 derived work. Under gunicorn that work runs in a process of its own (`worker`: `flask --app app
-worker`, started and kept alive by gunicorn's master, at a lower OS priority), so it never takes
+worker`, started by gunicorn's master through a small supervisor process (`supervise`) that
+keeps it alive, at a lower OS priority), so it never takes
 the CPU or the GIL a serving process needs, and on SQLite it holds the write lock only for one
 small batch at a time. The queue is the database: a killed worker loses nothing, and the next one
 (or `drain`) picks up where it stopped.

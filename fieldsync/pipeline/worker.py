@@ -10,19 +10,17 @@ import logging
 import os
 import signal
 import threading
-import time
 
 from sqlalchemy.exc import OperationalError
 
 from ..extensions import db
+from .supervise import SUPERVISED
 
 log = logging.getLogger(__name__)
 BATCH = 5       # submissions per transaction: an upload waits at most one batch for SQLite's lock
 ROUND = 50      # submissions per round, between which a stop request is heard
 POLL = 0.2      # seconds between looks at an empty queue
 NICE = 10       # added to the worker's OS priority: serving processes come first on the CPU
-SUPERVISED = "FIELDSYNC_DERIVE_SUPERVISED"
-POLL_CHILD = 0.5  # seconds between the supervisor's looks at its worker
 
 
 def run(app, stop: threading.Event | None = None, nice: int = NICE, poll: float = POLL) -> int:
@@ -73,50 +71,3 @@ def _stop_on_signals() -> threading.Event:
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
     return stop
-
-
-class Supervisor:
-    """Keeps one derive worker process alive beside a server (gunicorn's master runs this).
-
-    A worker that exits or is killed is started again after a pause; `stop` ends it with
-    SIGTERM (it finishes its round) and SIGKILL if it does not go in time."""
-
-    def __init__(self, command: list[str], env: dict, cwd: str | None = None, restart_after: float = 1.0):
-        self.command, self.env, self.cwd, self.restart_after = command, {**env, SUPERVISED: "1"}, cwd, restart_after
-        self.process = None
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._keep_alive, name="fieldsync-derive-supervisor", daemon=True)
-
-    def start(self) -> "Supervisor":
-        self.thread.start()
-        return self
-
-    def _keep_alive(self) -> None:
-        import subprocess
-        while not self.stopping.is_set():
-            try:
-                self.process = subprocess.Popen(self.command, env=self.env, cwd=self.cwd)
-                # Polled, not waited for: gunicorn's master reaps every child it is signalled
-                # about (ours too), and a blocking wait here then sleeps on until some other
-                # child's exit wakes it. A poll sees the child gone either way.
-                while (code := self.process.poll()) is None and not self.stopping.wait(POLL_CHILD):
-                    pass
-            except Exception:
-                # Whatever went wrong, this thread must not die: it is the worker's keeper.
-                log.exception("derive worker supervision: starting another")
-                code = None
-            if self.stopping.is_set():
-                return
-            log.warning("derive worker exited (%s); starting another", code)
-            time.sleep(self.restart_after)
-
-    def stop(self, timeout: float = 20.0) -> None:
-        self.stopping.set()
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except Exception:
-            process.kill()
