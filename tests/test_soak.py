@@ -34,13 +34,6 @@ RSS_GROWTH_LIMIT_MB = 60
 CONNECTION_SLACK = 4
 
 
-def _workers(master_pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -164,7 +157,7 @@ def test_soak_uploads_resends_exports_and_recomputes(app, live_server, make_app_
     try:
         time.sleep(min(5.0, SECONDS / 4))  # warmed up: caches filled, pools opened
         warmed.set()
-        pids = _workers(server.process.pid)
+        pids = server.serving_pids()  # gunicorn's workers, not the derive worker's supervisor
         assert len(pids) == 2
         rss_start = {pid: _rss_mb(pid) for pid in pids}
         connections_start = _database_connections(app, pids)
@@ -190,7 +183,7 @@ def test_soak_uploads_resends_exports_and_recomputes(app, live_server, make_app_
     assert statuses[("upload", 201)] > (20 if NEW_DATA else 0) and statuses[("resend", 201)] > 10
     assert statuses[("csv", 200)] >= 2
     assert recomputes, "no recompute ran"
-    assert _workers(server.process.pid) == pids, "a worker died or was replaced"
+    assert server.serving_pids() == pids, "a worker died or was replaced"
     most_connections = max(count for count, _rss in samples)
     assert most_connections <= connections_start + CONNECTION_SLACK, (connections_start, samples)
     for pid in pids:
