@@ -22,9 +22,7 @@ BASE = "/v1/projects/<int:project_id>/forms/<xml_form_id>/submissions"
 def _batches(query):
     """(submission, its CSV __system block) for every row of `query`, newest first, in batches."""
     for page in reader.batches(query):
-        for submission, system in reader.with_system(page):
-            system["key"] = submission.instance_id
-            yield submission, system
+        yield from reader.with_system(page, key=True)
 
 
 def _audit(actor, form, what, personal):

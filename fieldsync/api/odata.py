@@ -119,13 +119,11 @@ def _order(query):
 
 
 def _rows(submissions, fields, schema, repeat, expand, wkt):
-    names, edits = reader.submitter_names(submissions), reader.edit_counts(submissions)
-    for submission in submissions:
+    for submission, system in reader.with_system(submissions):
         values = field_values(parse_stored(submission.current_def.xml), schema,
                               repeats=repeat is not None or expand)
         if repeat is None:
-            yield odata.submission_row(reader.system_block(submission, names, edits.get(submission.id, 0)),
-                                       submission.instance_id, values, fields, schema.get("repeats", []),
+            yield odata.submission_row(system, submission.instance_id, values, fields, schema.get("repeats", []),
                                        expand, wkt)
         else:
             yield from odata.repeat_rows(submission.instance_id, values, fields, repeat, wkt)

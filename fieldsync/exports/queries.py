@@ -16,7 +16,4 @@ def batches(query, after_id: int | None = None, size: int = BATCH):
     """Lists of (submission, __system block), oldest first, `size` at a time; keyset on the id so
     a caller may commit between batches (and resume after the last id it wrote)."""
     for page in reader.batches(query, size, after_id, oldest_first=True):
-        rows = reader.with_system(page)
-        for submission, system in rows:
-            system["key"] = submission.instance_id
-        yield rows
+        yield reader.with_system(page, key=True)

@@ -58,13 +58,14 @@ def read(project_id: int, families: dict[str, str], indicators: list[str], org_u
             if unit != own:
                 raise problems.unexpected_value(field="orgUnit", value=unit, reason="not a grantee or region code")
         units = {own: [allowed_grantee]}
-    for unit in [] if allowed_grantee is not None else (org_units or sorted(grantees)):
-        if unit in grantees:
-            units[unit] = [grantees[unit].id]
-        elif unit in regions:
-            units[unit] = [g.id for g in grantees.values() if g.region_code == unit]
-        else:
-            raise problems.unexpected_value(field="orgUnit", value=unit, reason="not a grantee or region code")
+    else:
+        for unit in org_units or sorted(grantees):
+            if unit in grantees:
+                units[unit] = [grantees[unit].id]
+            elif unit in regions:
+                units[unit] = [g.id for g in grantees.values() if g.region_code == unit]
+            else:
+                raise problems.unexpected_value(field="orgUnit", value=unit, reason="not a grantee or region code")
     wanted = indicators or sorted(families)
     for indicator in wanted:
         if indicator not in families:

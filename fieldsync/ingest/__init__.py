@@ -49,6 +49,7 @@ class Received:
     submission_def: SubmissionDef
     outcome: str  # "created" | "resent" | "edited"
     attachments_added: list[str]
+    queued: bool = True  # its records are to be rebuilt (a resend only when its files reopened a review)
 
 
 def receive(project_id: int, actor: Actor, upload: Upload, max_bytes: int,
@@ -60,8 +61,8 @@ def receive(project_id: int, actor: Actor, upload: Upload, max_bytes: int,
     anything is stored."""
     with signals.receiving():  # background rebuilds give way while an upload is stored
         received = _receive(project_id, actor, upload, max_bytes, expected_form_id, expected_submission)
-    if announce and (received.outcome != "resent" or received.attachments_added):
-        records.announce(received.submission.id)  # (a resend's files may send it back for review)
+    if announce and received.queued:
+        records.announce(received.submission.id)
     return received
 
 
@@ -133,7 +134,7 @@ def _receive(project_id: int, actor: Actor, upload: Upload, max_bytes: int,
                     received = _edit(plan, form_version, actor, upload, envelope, instance_id,
                                      xml_sha256, names, blobs)
                 if received.outcome != "resent":
-                    records.queue(received.submission.id)
+                    records.queue(received.submission.id)  # (a resend's own, if any: files_changed)
             break
         except IntegrityError:
             # Another request stored the same instanceID between our read and our insert
@@ -255,12 +256,13 @@ def _resend(existing: SubmissionDef, blobs: dict, actor) -> Received:
             attachment.blob_id = blob_id
             attachment.updated_at = utcnow()
             added.append(attachment.name)
+    queued = False
     if added:
         submission.updated_at = utcnow()
         record("submission.attachment.update", actor, subject=submission,
                details={"instanceId": existing.instance_id, "attachments": added})
-        files_changed(submission, actor, added)
-    return Received(submission, existing, "resent", added)
+        queued = files_changed(submission, actor, added)
+    return Received(submission, existing, "resent", added, queued)
 
 
 def files_changed(submission: Submission, actor: Actor, names: list[str]) -> bool:
@@ -272,15 +274,21 @@ def files_changed(submission: Submission, actor: Actor, names: list[str]) -> boo
         return False
     listed = ", ".join(names)
     if submission.review_state == "rejected":
-        submission.hold = HOLD_EDITED_AFTER_REJECTION
-        body = (f"Files changed after rejection by {actor.display_name} ({listed}). It stays rejected and is "
-                "not counted until a coordinator reviews it.")
+        _hold_rejected(submission, f"Files changed after rejection by {actor.display_name} ({listed}).")
     else:
         submission.review_state = "edited"
-        body = f"Files changed after approval by {actor.display_name} ({listed}): to be reviewed again."
-    db.session.add(Comment(submission_id=submission.id, system=True, body=body))
+        db.session.add(Comment(submission_id=submission.id, system=True, body=(
+            f"Files changed after approval by {actor.display_name} ({listed}): to be reviewed again.")))
     records.queue(submission.id)  # "approved only" indicators no longer count it
     return True
+
+
+def _hold_rejected(submission: Submission, what: str) -> None:
+    """A rejected submission changed by someone who is not a reviewer: it stays rejected, held,
+    and a system comment says so, until a coordinator reviews it."""
+    submission.hold = HOLD_EDITED_AFTER_REJECTION
+    db.session.add(Comment(submission_id=submission.id, system=True, body=(
+        f"{what} It stays rejected and is not counted until a coordinator reviews it.")))
 
 
 def _edit(plan: _Plan, form_version, actor, upload, envelope, instance_id, xml_sha256,
@@ -323,17 +331,15 @@ def _review_after_edit(submission: Submission, actor: Actor, plan: _Plan) -> Non
         submission.review_state, submission.hold = "edited", None
         return
     if submission.review_state == "rejected":
-        submission.hold = HOLD_EDITED_AFTER_REJECTION
-        db.session.add(Comment(submission_id=submission.id, system=True, body=(
-            f"Edited after rejection by {actor.display_name}. It stays rejected and is not counted "
-            "until a coordinator reviews the new version.")))
+        _hold_rejected(submission, f"Edited after rejection by {actor.display_name}.")
         return
     if plan.hold is not None:
         submission.hold = plan.hold
     submission.review_state = "hasIssues" if submission.hold is not None else "edited"
 
 
-def _attribute_grantee(project_id: int, actor: Actor, code: str | None) -> tuple[Grantee | None, list[str], str | None]:
+def _attribute_grantee(project_id: int, actor: Actor, code: str | None,
+                       named: Grantee | None = None) -> tuple[Grantee | None, list[str], str | None]:
     """Which grantee a new submission counts for, any issue a coordinator should see, and
     whether it waits for a coordinator (a hold).
 
@@ -343,7 +349,8 @@ def _attribute_grantee(project_id: int, actor: Actor, code: str | None) -> tuple
     who type at a desk with an answer on the screen, are refused outright.
     """
     issues = []
-    named = queries.grantee_by_code(project_id, code) if code else None
+    if named is None and code:
+        named = queries.grantee_by_code(project_id, code)
     if code and named is None:
         issues.append(f"The form names grantee {code!r}, which is not a grantee of this project.")
     bound = grantee_scope(actor)
@@ -366,7 +373,7 @@ def _attribute_edit(project_id: int, actor: Actor, submission: Submission,
     named = queries.grantee_by_code(project_id, code) if code else None
     if named is None or named.id == submission.grantee_id:
         return None, [], None
-    grantee, issues, hold = _attribute_grantee(project_id, actor, code)
+    grantee, issues, hold = _attribute_grantee(project_id, actor, code, named)
     if hold is not None:
         return None, issues, hold  # stays with its grantee, on hold
     return grantee, issues, None

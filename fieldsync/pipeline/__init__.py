@@ -18,6 +18,4 @@ Uses indicators (the rebuild itself) and records; never HTTP.
 """
 from .worker import run
 
-DERIVE_MODES = ("process", "thread", "inline")
-
-__all__ = ["DERIVE_MODES", "run"]
+__all__ = ["run"]

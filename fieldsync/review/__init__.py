@@ -24,13 +24,6 @@ def form_for(actor: Actor, project_id: int, xml_form_id: str) -> Form:
     return form
 
 
-def list_submissions(actor: Actor, form: Form, limit: int | None = None, offset: int = 0,
-                     include_deleted: bool = False) -> list[Submission]:
-    """Newest first, within the actor's grantee scope."""
-    query = reader.visible(actor, form, include_deleted=include_deleted).order_by(Submission.id.desc())
-    return reader.load(query, limit if limit is not None else 10**12, offset)
-
-
 def get_submission(actor: Actor, form: Form, instance_id: str, deleted_ok: bool = False) -> Submission:
     # Out of scope answers exactly as unknown: an outsider learns nothing of another's ids.
     submission = reader.find(actor, form, instance_id, deleted_ok=deleted_ok)

@@ -130,7 +130,7 @@ def forms_with_submissions(actor: Actor, forms: list[Form]) -> set[int]:
 def submitter_names(things) -> dict:
     """{thing.id: name} for submissions or versions: the app user's or web user's name."""
     names = reader.submitter_names(things)
-    return {t.id: names.get(("a", t.app_user_id) if t.app_user_id else ("u", t.user_id)) for t in things}
+    return {t.id: names.get(reader.submitter_key(t)) for t in things}
 
 
 def app_user_names(ids) -> dict:

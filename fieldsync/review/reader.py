@@ -119,11 +119,15 @@ def batches(query, size: int = BATCH, after_id: int | None = None, oldest_first:
             return
 
 
-def with_system(page: list[Submission]) -> list[tuple[Submission, dict]]:
+def with_system(page: list[Submission], key: bool = False) -> list[tuple[Submission, dict]]:
     """(submission, its `__system` block) for a batch: two queries for the batch's names and
-    edit counts."""
+    edit counts. `key`: with the `key` Central's CSV writes (OData's block has none)."""
     names, edits = submitter_names(page), edit_counts(page)
-    return [(s, system_block(s, names, edits.get(s.id, 0))) for s in page]
+    rows = [(s, system_block(s, names, edits.get(s.id, 0))) for s in page]
+    if key:
+        for submission, system in rows:
+            system["key"] = submission.instance_id
+    return rows
 
 
 def submitter_names(rows) -> dict:
@@ -150,7 +154,8 @@ def edit_counts(rows) -> dict[int, int]:
     return {sid: n - 1 for sid, n in found}
 
 
-def _submitter(row) -> tuple[str, int | None]:
+def submitter_key(row) -> tuple[str, int | None]:
+    """The key `submitter_names` gives a row's submitter under: its app user's, else its web user's."""
     return ("a", row.app_user_id) if row.app_user_id else ("u", row.user_id)
 
 
@@ -163,7 +168,7 @@ def system_block(submission: Submission, names: dict, edits: int) -> dict:
     """The `__system` block as Central's OData writes it (its CSV takes a subset, plus `key`)."""
     current = submission.current_def
     attachments = current.attachments
-    submitter = _submitter(submission)
+    submitter = submitter_key(submission)
     return {"submissionDate": iso(submission.created_at), "updatedAt": iso(submission.updated_at),
             "deletedAt": iso(submission.deleted_at), "submitterId": str(submitter[1]),
             "submitterName": names.get(submitter), "attachmentsPresent": sum(1 for a in attachments if a.blob_id),
@@ -200,7 +205,7 @@ def plain_batches(query, size: int = BATCH):
         for submission_id in ids:
             row = rows[submission_id]
             expected, present = files.get(row.current_def_id, (0, 0))
-            submitter = _submitter(row)
+            submitter = submitter_key(row)
             yield row.instance_id, row.xml, {
                 "submissionDate": iso(row.created_at), "key": row.instance_id, "submitterId": str(submitter[1]),
                 "submitterName": names.get(submitter), "attachmentsPresent": present,
